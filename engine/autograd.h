@@ -1,0 +1,36 @@
+#pragma once
+// Define-by-run autograd. Each differentiable op records a Node on its output: the inputs it
+// differentiates with respect to, and a backward function (written next to the op's forward)
+// that maps the output's gradient to one gradient per input (undefined where none flows).
+// backward() walks an iterative topological order, accumulates leaf gradients into .grad and
+// releases the graph unless asked to retain it.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace mq {
+
+struct Node {
+  std::string name;
+  std::vector<Tensor> inputs;  // handles keep the upstream graph alive until backward
+  std::function<std::vector<Tensor>(const Tensor& grad_out)> backward;
+};
+
+// True when an op on these inputs must record history.
+bool needs_grad(std::initializer_list<Tensor> inputs);
+
+// Attaches history to `out` if any input requires grad and grad mode is on. The backward
+// function must not capture `out` itself (that would be a reference cycle); capture
+// out.detach() instead. Returns `out` for chaining.
+Tensor record(Tensor out, const char* name, std::initializer_list<Tensor> inputs,
+              std::function<std::vector<Tensor>(const Tensor& grad_out)> backward);
+
+// Runs backward from `root` with seed gradient `grad` (defaults to ones for a scalar).
+void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph);
+
+// Gradients of `outputs` with respect to `inputs` without touching .grad (used by tests).
+void accumulate_grad(TensorImpl& impl, const Tensor& g);
+
+}  // namespace mq

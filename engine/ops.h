@@ -1,0 +1,64 @@
+#pragma once
+// Every engine op: one entry point each, validating shapes/dtypes/devices and dispatching to
+// engine/cpu, engine/cuda or kernels/. Differentiable ops record autograd history (see
+// autograd.h); their backward lives in the same .cpp as the forward. Ops never broadcast
+// implicitly: shapes must match, except where an op says otherwise.
+#include <optional>
+
+#include "engine/tensor.h"
+
+namespace mq {
+
+// ---- elementwise (engine/ops_elementwise.cpp) ----
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor add_scalar(const Tensor& a, double s);
+Tensor mul_scalar(const Tensor& a, double s);
+Tensor neg(const Tensor& a);
+Tensor relu(const Tensor& a);
+Tensor tanh(const Tensor& a);
+Tensor abs(const Tensor& a);
+Tensor sign(const Tensor& a);         // sign(0) = 0; gradient zero
+Tensor stop_gradient(const Tensor& a);  // value of a, no history (sg(.) of METAQUANT.md)
+// In place, no history: dst += src, dst += alpha * src.
+void add_inplace(Tensor& dst, const Tensor& src);
+void axpy_inplace(Tensor& dst, double alpha, const Tensor& src);
+
+// ---- reductions (engine/ops_reduce.cpp); results are 0-dim tensors ----
+Tensor sum(const Tensor& a);
+Tensor mean(const Tensor& a);
+Tensor max_abs(const Tensor& a);  // max |a|; gradient split evenly among ties (as PyTorch)
+
+// ---- neural-network ops (engine/ops_nn.cpp, engine/ops_conv.cpp, ...) ----
+struct Conv2dParams {
+  int64_t stride = 1;
+  int64_t padding = 0;
+};
+// x [N, C, H, W], weight [K, C, R, S] -> [N, K, P, Q]; no bias (ResNet convs have none).
+Tensor conv2d(const Tensor& x, const Tensor& weight, Conv2dParams params);
+// a [M, K] @ b [K, N] -> [M, N]
+Tensor matmul(const Tensor& a, const Tensor& b);
+// x [N, in], weight [out, in], bias [out] or undefined -> [N, out]  (x W^T + b, as PyTorch)
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+// x [N, C, H, W] -> [N, C]
+Tensor global_avg_pool(const Tensor& x);
+
+struct BatchNormParams {
+  bool training = true;
+  double momentum = 0.1;
+  double eps = 1e-5;
+};
+// x [N, C, H, W] or [N, C]; weight/bias [C] (may be undefined = affine off); running stats [C]
+// updated in training mode with PyTorch semantics (biased variance to normalize, unbiased to
+// update running_var); eval mode normalizes with the running statistics.
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                  Tensor& running_mean, Tensor& running_var, BatchNormParams params);
+
+// logits [N, C] float, labels [N] i64 or i32 -> mean cross-entropy (0-dim); stable log-softmax.
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels);
+
+// Number of correct argmax predictions (no gradient).
+int64_t count_correct(const Tensor& logits, const Tensor& labels);
+
+}  // namespace mq

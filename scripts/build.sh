@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Configures and builds mq into build/ (Release). Extra arguments go to cmake, e.g. -DMQ_CUDA=OFF.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+cmake --build build -j "$(nproc)"

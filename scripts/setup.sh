@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of mq from Debian packages. Idempotent: packages
+# already present are skipped by apt. Run as root (or with sudo available).
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build pkg-config
+  libeigen3-dev catch2 libcli11-dev nlohmann-json3-dev zlib1g-dev libfmt-dev
+  dataset-fashion-mnist
+)
+# Optional extras: PyTorch (CPU) for the side-by-side benchmarks, matplotlib for plots.
+if [[ "${MQ_SETUP_EXTRAS:-0}" == 1 ]]; then
+  packages+=(python3-torch libopenblas0 python3-numpy python3-matplotlib)
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+echo "mq: dependencies installed"
