@@ -22,5 +22,24 @@ void memset_device(void*, int, size_t, int) { no_cuda(); }
 void synchronize(int) {}
 void* stream(int) { no_cuda(); }
 
+MemoryStats memory_stats(int) { no_cuda(); }
+void reset_peak_memory(int) { no_cuda(); }
+void empty_cache(int) {}
+
+void set_allow_tf32(bool) {}
+bool allow_tf32() { return false; }
+void set_deterministic(bool) {}
+bool deterministic() { return false; }
+bool sync_debug() { return false; }
+
+PinnedBuffer::PinnedBuffer(size_t) { no_cuda(); }
+PinnedBuffer::~PinnedBuffer() = default;
+PinnedBuffer::PinnedBuffer(PinnedBuffer&&) noexcept {}
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&&) noexcept { return *this; }
+void PinnedBuffer::upload(void*, size_t, int) { no_cuda(); }
+void PinnedBuffer::wait() {}
+void PinnedBuffer::release() noexcept {}
+void copy_host_to_device_async(void*, const void*, size_t, int) { no_cuda(); }
+
 }  // namespace mq::cuda
 #endif

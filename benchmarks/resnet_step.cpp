@@ -1,0 +1,155 @@
+// Whole-step benchmark: ResNet20-CIFAR full-precision training step (SGD, mean cross-entropy)
+// and eval forward, at a given batch and thread count, on CPU or CUDA. Prints a table or one
+// JSON line (--json) with ms/step, images/s and peak memory; run_resnet_step.sh puts it beside
+// PyTorch's number for the same step.
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "engine/cuda/cuda_api.h"
+#include "engine/ops.h"
+#include "engine/optim/optimizer.h"
+#include "engine/parallel.h"
+#include "models/resnet_cifar.h"
+
+using namespace mq;
+
+namespace {
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mq whole-step benchmark: ResNet20 full-precision training and eval"};
+  int batch = 128, threads = 2, steps = 10, warmup = 3, depth = 20;
+  std::string device_name = "cpu";
+  bool json = false;
+  app.add_option("--batch", batch, "images per step")->check(CLI::Range(1, 4096));
+  app.add_option("--threads", threads, "CPU threads")->check(CLI::Range(1, 256));
+  app.add_option("--steps", steps, "timed steps")->check(CLI::Range(1, 100000));
+  app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::Range(0, 1000));
+  app.add_option("--depth", depth, "ResNet depth (20, 32, 44, 56, 110)");
+  app.add_option("--device", device_name, "cpu, cuda, cuda:N or auto");
+  app.add_flag("--json", json, "print one JSON line");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    double rss_idle = peak_rss_mb();
+    set_num_threads(threads);
+    Device device = Device::parse(device_name);
+    ResNetCifar model(depth, 10, 3, /*seed=*/0);
+    model.to(device);
+    SGD opt(model.parameters(), 1e-3);
+    std::mt19937 rng(0);
+    std::normal_distribution<float> nd;
+    std::vector<float> xs(size_t(batch) * 3 * 32 * 32);
+    for (auto& v : xs) v = nd(rng);
+    std::vector<int64_t> ys(batch);
+    for (auto& v : ys) v = rng() % 10;
+    Tensor x = Tensor::from_vector(xs, {batch, 3, 32, 32}, device);
+    Tensor y = Tensor::from_vector(ys, {batch}, device);
+    auto sync = [&] {
+      if (device.is_cuda()) cuda::synchronize(device.index);
+    };
+    auto now = [] { return std::chrono::steady_clock::now(); };
+    auto ms_since = [&](auto t0) {
+      return std::chrono::duration<double, std::milli>(now() - t0).count();
+    };
+
+    // ---- training ----
+    model.train();
+    auto train_step = [&] {
+      opt.zero_grad();
+      Tensor loss = cross_entropy(model.forward(x), y);
+      loss.backward();
+      opt.step();
+    };
+    for (int i = 0; i < warmup; ++i) train_step();
+    sync();
+    uint64_t mallocs_after_warmup = 0;
+    if (device.is_cuda()) {
+      mallocs_after_warmup = cuda::memory_stats(device.index).cuda_malloc_calls;
+    }
+    reset_cpu_peak_memory();
+    std::vector<double> train_ms;
+    for (int i = 0; i < steps; ++i) {
+      auto t0 = now();
+      train_step();
+      sync();
+      train_ms.push_back(ms_since(t0));
+    }
+    uint64_t mallocs_in_steps = 0;
+    double device_peak_mb = 0;
+    if (device.is_cuda()) {
+      auto st = cuda::memory_stats(device.index);
+      mallocs_in_steps = st.cuda_malloc_calls - mallocs_after_warmup;
+      device_peak_mb = st.peak_allocated / 1048576.0;
+    }
+    double tensor_peak_mb = cpu_memory_stats().peak / 1048576.0;
+
+    // ---- eval ----
+    model.eval();
+    std::vector<double> eval_ms;
+    {
+      NoGradGuard ng;
+      for (int i = 0; i < warmup; ++i) model.forward(x);
+      sync();
+      for (int i = 0; i < steps; ++i) {
+        auto t0 = now();
+        model.forward(x);
+        sync();
+        eval_ms.push_back(ms_since(t0));
+      }
+    }
+    double t_ms = median(train_ms), e_ms = median(eval_ms);
+    double rss = peak_rss_mb();
+    nlohmann::json out = {
+        {"impl", "mq"},
+        {"device", device.str()},
+        {"depth", depth},
+        {"batch", batch},
+        {"threads", threads},
+        {"train_ms", t_ms},
+        {"train_images_per_s", batch / t_ms * 1e3},
+        {"eval_ms", e_ms},
+        {"eval_images_per_s", batch / e_ms * 1e3},
+        {"peak_rss_mb", rss},
+        {"peak_rss_over_idle_mb", rss - rss_idle},
+        {"cpu_tensor_peak_mb", tensor_peak_mb},
+    };
+    if (device.is_cuda()) {
+      out["device_peak_mb"] = device_peak_mb;
+      out["cuda_malloc_calls_in_timed_steps"] = mallocs_in_steps;
+    }
+    if (json) {
+      std::printf("%s\n", out.dump().c_str());
+    } else {
+      std::printf("mq ResNet%d on %s, batch %d, %d threads\n", depth, device.str().c_str(), batch,
+                  threads);
+      std::printf("  train: %8.1f ms/step  %8.1f images/s\n", t_ms, batch / t_ms * 1e3);
+      std::printf("  eval : %8.1f ms/step  %8.1f images/s\n", e_ms, batch / e_ms * 1e3);
+      std::printf("  peak RSS %.1f MB (%.1f MB over idle), tensor peak during training %.1f MB\n",
+                  rss, rss - rss_idle, tensor_peak_mb);
+      if (device.is_cuda())
+        std::printf("  device peak %.1f MB, cudaMalloc calls during timed steps: %llu\n",
+                    device_peak_mb, static_cast<unsigned long long>(mallocs_in_steps));
+    }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "resnet_step: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

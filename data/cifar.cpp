@@ -1,0 +1,140 @@
+#include "data/cifar.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "engine/error.h"
+
+namespace fs = std::filesystem;
+
+namespace mq {
+
+size_t cifar_record_bytes(CifarVariant v) {
+  return (v == CifarVariant::cifar10 ? 1 : 2) + kCifarImageBytes;
+}
+int cifar_classes(CifarVariant v) { return v == CifarVariant::cifar10 ? 10 : 100; }
+const char* cifar_name(CifarVariant v) { return v == CifarVariant::cifar10 ? "cifar10" : "cifar100"; }
+
+static const char* pretty(CifarVariant v) { return v == CifarVariant::cifar10 ? "CIFAR-10" : "CIFAR-100"; }
+static const char* script_arg(CifarVariant v) { return v == CifarVariant::cifar10 ? "10" : "100"; }
+
+std::vector<std::string> cifar_file_names(CifarVariant v, bool train) {
+  if (v == CifarVariant::cifar100) return {train ? "train.bin" : "test.bin"};
+  if (!train) return {"test_batch.bin"};
+  std::vector<std::string> names;
+  for (int i = 1; i <= 5; ++i) names.push_back("data_batch_" + std::to_string(i) + ".bin");
+  return names;
+}
+
+Dataset read_cifar_file(const std::string& path, CifarVariant v) {
+  const size_t record = cifar_record_bytes(v);
+  std::error_code ec;
+  MQ_CHECK(fs::is_regular_file(path, ec), "{}: {} file not found; run scripts/get-cifar.sh {} DIR",
+           path, pretty(v), script_arg(v));
+  const uintmax_t size = fs::file_size(path, ec);
+  MQ_CHECK(!ec, "{}: cannot get the file size: {}", path, ec.message());
+  MQ_CHECK(size > 0, "{}: empty file; expected {} records of {} bytes; re-download with "
+           "scripts/get-cifar.sh {} DIR", path, pretty(v), record, script_arg(v));
+  MQ_CHECK(size % record == 0,
+           "{}: size {} bytes is not a multiple of the {}-byte {} record ({} whole records + {} "
+           "bytes): the file is truncated or not {} binary; re-download with "
+           "scripts/get-cifar.sh {} DIR",
+           path, size, record, pretty(v), size / record, size % record, pretty(v), script_arg(v));
+
+  std::vector<uint8_t> raw(size);
+  std::ifstream in(path, std::ios::binary);
+  MQ_CHECK(in.good(), "{}: cannot open for reading", path);
+  in.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(size));
+  MQ_CHECK(in.gcount() == static_cast<std::streamsize>(size), "{}: read {} of {} bytes", path,
+           in.gcount(), size);
+
+  const size_t n = size / record;
+  Dataset d;
+  d.name = cifar_name(v);
+  d.channels = 3;
+  d.height = d.width = 32;
+  d.classes = cifar_classes(v);
+  d.images.resize(n * kCifarImageBytes);
+  d.labels.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t* r = raw.data() + i * record;
+    int label;
+    if (v == CifarVariant::cifar10) {
+      label = r[0];
+    } else {
+      MQ_CHECK(r[0] < 20, "{}: record {} (byte offset {}) has coarse label {}, CIFAR-100 coarse "
+               "labels are 0..19: the file is corrupt or not CIFAR-100; re-download with "
+               "scripts/get-cifar.sh 100 DIR", path, i, i * record, r[0]);
+      label = r[1];
+    }
+    MQ_CHECK(label < d.classes,
+             "{}: record {} (byte offset {}) has label {}, {} labels are 0..{}: the file is "
+             "corrupt or not {} binary; re-download with scripts/get-cifar.sh {} DIR",
+             path, i, i * record + (record - kCifarImageBytes - 1), label, pretty(v),
+             d.classes - 1, pretty(v), script_arg(v));
+    d.labels[i] = label;
+    std::copy(r + (record - kCifarImageBytes), r + record, d.image(i));
+  }
+  return d;
+}
+
+Dataset load_cifar(const std::string& dir, CifarVariant v, bool train) {
+  std::error_code ec;
+  MQ_CHECK(!dir.empty(), "{}: no data directory given; download it with scripts/get-cifar.sh {} "
+           "DIR and pass DIR", pretty(v), script_arg(v));
+  MQ_CHECK(fs::is_directory(dir, ec), "{}: {} data directory does not exist; download it with "
+           "scripts/get-cifar.sh {} {}", dir, pretty(v), script_arg(v), dir);
+  const auto names = cifar_file_names(v, train);
+  fs::path base = dir;
+  if (!fs::exists(base / names[0], ec)) {
+    fs::path sub = base / (v == CifarVariant::cifar10 ? "cifar-10-batches-bin" : "cifar-100-binary");
+    if (fs::exists(sub / names[0], ec)) base = sub;
+  }
+  for (const auto& name : names) {
+    const fs::path p = base / name;
+    MQ_CHECK(fs::exists(p, ec),
+             "{}: missing {} file {} (a {} split needs {}); download it with "
+             "scripts/get-cifar.sh {} {}",
+             p.string(), pretty(v), name, train ? "train" : "test",
+             names.size() == 1 ? names[0] : names.front() + " .. " + names.back(), script_arg(v),
+             dir);
+  }
+  Dataset all;
+  for (size_t i = 0; i < names.size(); ++i) {
+    Dataset part = read_cifar_file((base / names[i]).string(), v);
+    if (i == 0) all = std::move(part);
+    else all.append(part);
+  }
+  all.name = cifar_name(v);
+  return all;
+}
+
+void write_cifar_file(const std::string& path, const Dataset& d, CifarVariant v) {
+  d.validate();
+  MQ_CHECK(d.channels == 3 && d.height == 32 && d.width == 32,
+           "write_cifar_file({}): images are {}x{}x{}, the format needs 3x32x32", path,
+           d.channels, d.height, d.width);
+  MQ_CHECK(d.classes <= cifar_classes(v),
+           "write_cifar_file({}): {} classes do not fit {} ({} classes)", path, d.classes,
+           pretty(v), cifar_classes(v));
+  const size_t record = cifar_record_bytes(v);
+  std::vector<uint8_t> raw(d.size() * record);
+  for (size_t i = 0; i < d.size(); ++i) {
+    uint8_t* r = raw.data() + i * record;
+    const auto label = static_cast<uint8_t>(d.labels[i]);
+    if (v == CifarVariant::cifar10) {
+      r[0] = label;
+    } else {
+      r[0] = static_cast<uint8_t>(label / 5);
+      r[1] = label;
+    }
+    std::copy(d.image(i), d.image(i) + kCifarImageBytes, r + (record - kCifarImageBytes));
+  }
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  MQ_CHECK(out.good(), "write_cifar_file: cannot open {} for writing", path);
+  out.write(reinterpret_cast<const char*>(raw.data()), static_cast<std::streamsize>(raw.size()));
+  out.close();
+  MQ_CHECK(out.good(), "write_cifar_file: writing {} failed (disk full?)", path);
+}
+
+}  // namespace mq

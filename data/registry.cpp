@@ -1,0 +1,88 @@
+#include "data/registry.h"
+
+#include <charconv>
+
+#include "data/cifar.h"
+#include "data/idx.h"
+#include "data/synthetic.h"
+#include "engine/error.h"
+
+namespace mq {
+namespace {
+
+constexpr size_t kSyntheticTrain = 5000;
+constexpr uint64_t kSyntheticTrainSeed = 1, kSyntheticTestSeed = 2;
+
+std::string known_names() {
+  std::string s;
+  for (const auto& n : dataset_names()) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
+
+// "synthetic" or "synthetic:N"; returns false for any other name.
+bool parse_synthetic(const std::string& name, size_t& train_count) {
+  const std::string prefix = "synthetic";
+  if (name.compare(0, prefix.size(), prefix) != 0) return false;
+  if (name.size() == prefix.size()) {
+    train_count = kSyntheticTrain;
+    return true;
+  }
+  if (name[prefix.size()] != ':') return false;
+  const char* first = name.data() + prefix.size() + 1;
+  const char* last = name.data() + name.size();
+  auto [ptr, ec] = std::from_chars(first, last, train_count);
+  MQ_CHECK(ec == std::errc() && ptr == last && train_count > 0,
+           "dataset '{}': expected synthetic:N with a positive sample count N", name);
+  return true;
+}
+
+}  // namespace
+
+Split parse_split(const std::string& s) {
+  if (s == "train") return Split::train;
+  if (s == "test") return Split::test;
+  fail("unknown split '{}': use train or test", s);
+}
+
+const char* split_name(Split s) { return s == Split::train ? "train" : "test"; }
+
+std::vector<std::string> dataset_names() {
+  return {"cifar10", "cifar100", "fashion-mnist", "synthetic"};
+}
+
+Dataset load_dataset(const std::string& name, const std::string& dir, Split split) {
+  const bool train = split == Split::train;
+  if (name == "cifar10") return load_cifar(dir, CifarVariant::cifar10, train);
+  if (name == "cifar100") return load_cifar(dir, CifarVariant::cifar100, train);
+  if (name == "fashion-mnist" || name == "fashion_mnist" || name == "fmnist")
+    return load_fashion_mnist(dir, train);
+  size_t train_count = 0;
+  if (parse_synthetic(name, train_count)) {
+    SyntheticOptions o;
+    o.count = train ? train_count : std::max<size_t>(100, train_count / 5);
+    o.seed = train ? kSyntheticTrainSeed : kSyntheticTestSeed;
+    return make_synthetic(o);
+  }
+  fail("unknown dataset '{}': use one of {}", name, known_names());
+}
+
+Normalization dataset_normalization(const std::string& name) {
+  if (name == "cifar10" || name == "cifar100") return Normalization::cifar();
+  if (name == "fashion-mnist" || name == "fashion_mnist" || name == "fmnist")
+    return Normalization::fashion_mnist();
+  size_t unused = 0;
+  if (parse_synthetic(name, unused)) return Normalization::synthetic(3);
+  fail("unknown dataset '{}': use one of {}", name, known_names());
+}
+
+int dataset_classes(const std::string& name) {
+  if (name == "cifar10") return 10;
+  if (name == "cifar100") return 100;
+  size_t unused = 0;
+  if (name == "fashion-mnist" || name == "fashion_mnist" || name == "fmnist" ||
+      parse_synthetic(name, unused))
+    return 10;
+  fail("unknown dataset '{}': use one of {}", name, known_names());
+}
+
+}  // namespace mq

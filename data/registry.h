@@ -1,0 +1,26 @@
+#pragma once
+// One entry point for the tools: a dataset by name.
+//   cifar10, cifar100   binary CIFAR files in `dir` (see data/cifar.h; scripts/get-cifar.sh)
+//   fashion-mnist       IDX files in `dir` (default /usr/share/datasets/fashion-mnist)
+//   synthetic           generated, 3x32x32, 10 classes (train 5000 / test 1000 samples);
+//                       "synthetic:N" sets the train size (test: N / 5, at least 100)
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+
+namespace mq {
+
+enum class Split { train, test };
+Split parse_split(const std::string& s);  // "train" | "test"
+const char* split_name(Split s);
+
+std::vector<std::string> dataset_names();
+// Throws mq::Error listing the known names for an unknown one, or naming the file that is wrong.
+Dataset load_dataset(const std::string& name, const std::string& dir, Split split);
+// The standard normalization for a dataset name (CIFAR / Fashion-MNIST / synthetic).
+Normalization dataset_normalization(const std::string& name);
+// Class count by name without loading anything.
+int dataset_classes(const std::string& name);
+
+}  // namespace mq

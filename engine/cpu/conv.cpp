@@ -1,0 +1,233 @@
+// CPU convolution as im2col + GEMM on NCHW tensors, OpenMP over images, Eigen GEMMs
+// single-threaded inside each thread.
+//
+// Per image n: col [C*R*S, P*Q] = im2col(x_n) and
+//   forward          y_n [K, PQ]   = W [K, CRS] * col
+//   backward input   gcol [CRS,PQ] = W^T * gy_n, then gx_n = col2im(gcol)
+//   backward weight  gW^T [CRS,K] += col * gy_n^T (one accumulator per thread, summed at the end)
+// A 1x1 stride-1 unpadded conv uses x_n itself as its columns (no copy).
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/cpu/eigen_util.h"
+#include "engine/cpu/sgemm_kernel.h"
+#include "engine/dispatch.h"
+
+namespace mq::cpu {
+namespace {
+
+struct ConvGeom {
+  int64_t n, c, h, w, k, r, s, p, q, stride, pad;
+  int64_t crs() const { return c * r * s; }
+  int64_t pq() const { return p * q; }
+  bool pointwise() const { return r == 1 && s == 1 && stride == 1 && pad == 0; }
+};
+
+ConvGeom geom_of(const Tensor& x, const Tensor& w, const Tensor& y, Conv2dParams prm) {
+  return {x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2), w.size(3),
+          y.size(2), y.size(3), prm.stride, prm.padding};
+}
+
+// Per-thread scratch that persists across calls (OpenMP keeps its worker threads), so the hot
+// loop does no allocation or page faulting after the first step.
+template <class T>
+T* scratch(size_t count, int slot) {
+  thread_local std::vector<T> buf[2];
+  auto& b = buf[slot];
+  if (b.size() < count) b.resize(count);
+  return b.data();
+}
+
+// Valid output range [lo, hi) along one axis: input index o*stride - pad + off in [0, len).
+inline void valid_range(int64_t out, int64_t len, int64_t stride, int64_t pad, int64_t off,
+                        int64_t& lo, int64_t& hi) {
+  lo = 0;
+  while (lo < out && lo * stride - pad + off < 0) ++lo;
+  hi = out;
+  while (hi > lo && (hi - 1) * stride - pad + off >= len) --hi;
+}
+
+template <class T>
+void im2col(const T* x, const ConvGeom& g, T* col) {
+  const int64_t pq = g.pq();
+  for (int64_t ci = 0; ci < g.c; ++ci) {
+    const T* xc = x + ci * g.h * g.w;
+    for (int64_t ri = 0; ri < g.r; ++ri) {
+      int64_t p0, p1;
+      valid_range(g.p, g.h, g.stride, g.pad, ri, p0, p1);
+      for (int64_t si = 0; si < g.s; ++si) {
+        T* row = col + ((ci * g.r + ri) * g.s + si) * pq;
+        int64_t q0, q1;
+        valid_range(g.q, g.w, g.stride, g.pad, si, q0, q1);
+        std::fill(row, row + p0 * g.q, T(0));
+        for (int64_t pi = p0; pi < p1; ++pi) {
+          T* out = row + pi * g.q;
+          const T* in = xc + (pi * g.stride - g.pad + ri) * g.w - g.pad + si;
+          std::fill(out, out + q0, T(0));
+          if (g.stride == 1) {
+            std::memcpy(out + q0, in + q0, sizeof(T) * (q1 - q0));
+          } else {
+            for (int64_t qi = q0; qi < q1; ++qi) out[qi] = in[qi * g.stride];
+          }
+          std::fill(out + q1, out + g.q, T(0));
+        }
+        std::fill(row + p1 * g.q, row + pq, T(0));
+      }
+    }
+  }
+}
+
+// gx (already zeroed) += scatter of gcol; the adjoint of im2col.
+template <class T>
+void col2im(const T* col, const ConvGeom& g, T* gx) {
+  const int64_t pq = g.pq();
+  for (int64_t ci = 0; ci < g.c; ++ci) {
+    T* xc = gx + ci * g.h * g.w;
+    for (int64_t ri = 0; ri < g.r; ++ri) {
+      int64_t p0, p1;
+      valid_range(g.p, g.h, g.stride, g.pad, ri, p0, p1);
+      for (int64_t si = 0; si < g.s; ++si) {
+        const T* row = col + ((ci * g.r + ri) * g.s + si) * pq;
+        int64_t q0, q1;
+        valid_range(g.q, g.w, g.stride, g.pad, si, q0, q1);
+        for (int64_t pi = p0; pi < p1; ++pi) {
+          const T* in = row + pi * g.q;
+          T* out = xc + (pi * g.stride - g.pad + ri) * g.w - g.pad + si;
+          if (g.stride == 1) {
+            for (int64_t qi = q0; qi < q1; ++qi) out[qi] += in[qi];
+          } else {
+            for (int64_t qi = q0; qi < q1; ++qi) out[qi * g.stride] += in[qi];
+          }
+        }
+      }
+    }
+  }
+}
+
+// C[M, N] = A[M, Kd] * B[Kd, N] with A(i, l) = a[i * ars + l * acs], B and C row-major.
+// f32 with AVX-512 runs the dedicated kernel; otherwise (f64, other CPUs) Eigen.
+template <class T>
+void conv_gemm(int64_t m, int64_t n, int64_t kd, const T* a, int64_t ars, int64_t acs, const T* b,
+               T* c) {
+#if MQ_HAVE_SGEMM_KERNEL
+  if constexpr (std::is_same_v<T, float>) {
+    sgemm(m, n, kd, a, ars, acs, b, n, c, n, false);
+    return;
+  }
+#endif
+  MapMat<T> C(c, m, n);
+  CMapMat<T> B(b, kd, n);
+  if (acs == 1) C.noalias() = CMapMat<T>(a, m, kd) * B;
+  else C.noalias() = CMapMat<T>(a, kd, m).transpose() * B;
+}
+
+template <class T>
+void forward_impl(const Tensor& xt, const Tensor& wt, Tensor& yt, const ConvGeom& g) {
+  const T* x = xt.data<T>();
+  const T* w = wt.data<T>();
+  T* y = yt.data<T>();
+  const int64_t crs = g.crs(), pq = g.pq();
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < g.n; ++n) {
+    const T* xn = x + n * g.c * g.h * g.w;
+    const T* col = xn;
+    if (!g.pointwise()) {
+      T* buf = scratch<T>(size_t(crs * pq), 0);
+      im2col(xn, g, buf);
+      col = buf;
+    }
+    conv_gemm<T>(g.k, pq, crs, w, crs, 1, col, y + n * g.k * pq);
+  }
+}
+
+template <class T>
+void backward_input_impl(const Tensor& gyt, const Tensor& wt, Tensor& gxt, const ConvGeom& g) {
+  const T* gy = gyt.data<T>();
+  const T* w = wt.data<T>();
+  T* gx = gxt.data<T>();
+  const int64_t crs = g.crs(), pq = g.pq(), chw = g.c * g.h * g.w;
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < g.n; ++n) {
+    // gcol = W^T * gy_n: W^T is read through strides (ars = 1, acs = CRS).
+    if (g.pointwise()) {
+      conv_gemm<T>(crs, pq, g.k, w, 1, crs, gy + n * g.k * pq, gx + n * chw);
+      continue;
+    }
+    T* buf = scratch<T>(size_t(crs * pq), 0);
+    conv_gemm<T>(crs, pq, g.k, w, 1, crs, gy + n * g.k * pq, buf);
+    std::fill(gx + n * chw, gx + (n + 1) * chw, T(0));
+    col2im(buf, g, gx + n * chw);
+  }
+}
+
+template <class T>
+void backward_weight_impl(const Tensor& gyt, const Tensor& xt, Tensor& gwt, const ConvGeom& g) {
+  const T* gy = gyt.data<T>();
+  const T* x = xt.data<T>();
+  const int64_t crs = g.crs(), pq = g.pq(), kcrs = g.k * crs;
+  const int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), g.n));
+  // Per-thread partial sums of gW^T [CRS, K], reduced (and transposed) at the end.
+  std::vector<T> partial(size_t(threads) * kcrs, T(0));
+#pragma omp parallel num_threads(threads)
+  {
+    T* acc = partial.data() + omp_get_thread_num() * kcrs;
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < g.n; ++n) {
+      const T* xn = x + n * g.c * g.h * g.w;
+      const T* col = xn;
+      if (!g.pointwise()) {
+        T* buf = scratch<T>(size_t(crs * pq), 0);
+        im2col(xn, g, buf);
+        col = buf;
+      }
+      const T* gyn = gy + n * g.k * pq;
+#if MQ_HAVE_SGEMM_KERNEL
+      if constexpr (std::is_same_v<T, float>) {
+        // gW^T [CRS, K] += col [CRS, PQ] * gy_n^T [PQ, K]. Transposing gy_n (K*PQ values) is
+        // 9x cheaper than transposing the columns, and lets the kernel stream both operands.
+        float* gyt_buf = scratch<float>(size_t(pq * g.k), 1);
+        for (int64_t i0 = 0; i0 < pq; i0 += 64)
+          for (int64_t k = 0; k < g.k; ++k)
+            for (int64_t i = i0; i < std::min(pq, i0 + 64); ++i) gyt_buf[i * g.k + k] = gyn[k * pq + i];
+        sgemm(crs, g.k, pq, col, pq, 1, gyt_buf, g.k, acc, g.k, true);
+        continue;
+      }
+#endif
+      MapMat<T>(acc, crs, g.k).noalias() +=
+          CMapMat<T>(col, crs, pq) * CMapMat<T>(gyn, g.k, pq).transpose();
+    }
+  }
+  T* gw = gwt.data<T>();
+  for (int64_t k = 0; k < g.k; ++k)
+    for (int64_t i = 0; i < crs; ++i) {
+      T sum = 0;
+      for (int t = 0; t < threads; ++t) sum += partial[t * kcrs + i * g.k + k];
+      gw[k * crs + i] = sum;
+    }
+}
+
+}  // namespace
+
+void conv2d_forward(const Tensor& x, const Tensor& w, Tensor& y, Conv2dParams p) {
+  ConvGeom g = geom_of(x, w, y, p);
+  dispatch_floating(x.dtype(), "conv2d", [&](auto tag) { forward_impl<decltype(tag)>(x, w, y, g); });
+}
+
+void conv2d_backward_input(const Tensor& gy, const Tensor& w, Tensor& gx, Conv2dParams p) {
+  ConvGeom g = geom_of(gx, w, gy, p);
+  dispatch_floating(gy.dtype(), "conv2d_backward_input",
+                    [&](auto tag) { backward_input_impl<decltype(tag)>(gy, w, gx, g); });
+}
+
+void conv2d_backward_weight(const Tensor& gy, const Tensor& x, Tensor& gw, Conv2dParams p) {
+  ConvGeom g = geom_of(x, gw, gy, p);
+  dispatch_floating(gy.dtype(), "conv2d_backward_weight",
+                    [&](auto tag) { backward_weight_impl<decltype(tag)>(gy, x, gw, g); });
+}
+
+}  // namespace mq::cpu

@@ -1,0 +1,36 @@
+#pragma once
+// Shared by the NN op entry points (ops_conv.cpp, ops_linear.cpp, ops_nn.cpp): device dispatch
+// into engine/backend.h and the common argument checks.
+#include "engine/autograd.h"
+#include "engine/backend.h"
+#include "engine/dispatch.h"
+
+// Runs `cuda_ops::CALL` for a CUDA tensor (f32 only) and `cpu::CALL` otherwise. The CUDA branch
+// compiles to an error in builds without CUDA, where no tensor can be on a CUDA device.
+#define MQ_BACKEND_CALL(tensor, op_name, ...)        \
+  do {                                               \
+    if ((tensor).is_cuda()) {                        \
+      ::mq::check_cuda_f32((tensor), (op_name));     \
+      MQ_CUDA_CALL(::mq::cuda_ops::__VA_ARGS__);     \
+    } else {                                         \
+      ::mq::cpu::__VA_ARGS__;                        \
+    }                                                \
+  } while (0)
+
+namespace mq::nn_detail {
+
+// A floating tensor of `dim` dimensions (when dim >= 0) on `like`'s device with its dtype.
+inline void check_operand(const Tensor& t, const Tensor& like, int64_t dim, const char* op,
+                          const char* arg) {
+  check_defined(t, op, arg);
+  check_floating(t, op, arg);
+  if (dim >= 0) check_dim(t, dim, op, arg);
+  if (&t != &like) {
+    check_same_device(t, like, op);
+    check_same_dtype(t, like, op);
+  }
+}
+
+inline Tensor empty_like(const Tensor& t) { return Tensor::empty(t.shape(), t.dtype(), t.device()); }
+
+}  // namespace mq::nn_detail

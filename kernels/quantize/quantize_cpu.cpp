@@ -1,0 +1,259 @@
+// CPU reference of the weight quantizers: OpenMP over contiguous thread ranges, SIMD loops over
+// the per-element math of quantize_math.h. Reductions accumulate in double per thread and are
+// combined in thread order, so a fixed thread count gives bitwise-identical results run to run.
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "engine/error.h"
+#include "kernels/quantize/quantize.h"
+
+namespace mq::kernels {
+namespace {
+constexpr int64_t kParallelMin = 1 << 15;  // below this one thread is faster
+
+int threads_for(int64_t n) { return n > kParallelMin ? omp_get_max_threads() : 1; }
+
+// Splits [0, n) into one contiguous range per thread (boundaries on multiples of 16 elements, so
+// every thread but the first starts 64-byte aligned) and calls body(begin, end, channel) for the
+// parts of that range inside each channel slice of `per` elements, then finish(thread) if given.
+template <class Body>
+void for_segments(int64_t n, int64_t per, int nthreads, Body&& body) {
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
+  {
+    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t blocks = (n + 15) / 16;
+    const int64_t lo = std::min(n, blocks * t / nt * 16), hi = std::min(n, blocks * (t + 1) / nt * 16);
+    for (int64_t i = lo; i < hi;) {
+      const int64_t k = i / per;
+      const int64_t end = std::min(hi, (k + 1) * per);
+      body(i, end, k, static_cast<int>(t));
+      i = end;
+    }
+  }
+}
+
+// Reductions over [b, e) as plain functions over restrict pointers with independent
+// accumulators per SIMD lane (GCC keeps an omp-simd reduction inside a lambda in memory).
+template <class T, class F>
+double range_sum(const T* __restrict w, int64_t b, int64_t e, F f) {
+  constexpr int kLanes = 16;
+  double acc[kLanes] = {};
+  int64_t i = b;
+  for (; i + kLanes <= e; i += kLanes)
+#pragma omp simd
+    for (int j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(f(w[i + j]));
+  double s = 0;
+  for (; i < e; ++i) s += static_cast<double>(f(w[i]));
+  for (int j = 0; j < kLanes; ++j) s += acc[j];
+  return s;
+}
+
+template <class T>
+T range_max_tanh(const T* __restrict w, int64_t b, int64_t e) {
+  constexpr int kLanes = 16;
+  T acc[kLanes] = {};
+  int64_t i = b;
+  for (; i + kLanes <= e; i += kLanes)
+#pragma omp simd
+    for (int j = 0; j < kLanes; ++j) {
+      const T v = dorefa_reduce_value(w[i + j]);
+      acc[j] = acc[j] > v ? acc[j] : v;
+    }
+  T m = 0;
+  for (; i < e; ++i) m = std::max(m, dorefa_reduce_value(w[i]));
+  for (int j = 0; j < kLanes; ++j) m = std::max(m, acc[j]);
+  return m;
+}
+
+// Per-channel sums of f(w) over all slices, in double; deterministic for a fixed thread count.
+template <class T, class F>
+std::vector<double> channel_sums(const T* w, int64_t n, int64_t channels, F&& f) {
+  const int nt = threads_for(n);
+  std::vector<double> partial(static_cast<size_t>(nt * channels), 0.0);
+  for_segments(n, n / channels, nt, [&](int64_t b, int64_t e, int64_t k, int t) {
+    partial[static_cast<size_t>(t * channels + k)] += range_sum(w, b, e, f);
+  });
+  std::vector<double> sums(static_cast<size_t>(channels), 0.0);
+  for (int t = 0; t < nt; ++t)
+    for (int64_t k = 0; k < channels; ++k) sums[k] += partial[static_cast<size_t>(t * channels + k)];
+  return sums;
+}
+
+template <class T>
+T dorefa_max(const T* w, int64_t n) {
+  const int nt = threads_for(n);
+  std::vector<T> partial(static_cast<size_t>(nt), T(0));
+  for_segments(n, n, nt, [&](int64_t b, int64_t e, int64_t, int t) {
+    partial[t] = std::max(partial[t], range_max_tanh(w, b, e));
+  });
+  return *std::max_element(partial.begin(), partial.end());
+}
+
+template <class T, int Bits>
+void dorefa_forward(const T* w, int64_t n, T* w_tilde, T* w_hat, T* scale) {
+  const T m = dorefa_max(w, n);
+  scale[0] = m;
+  for_segments(n, n, threads_for(n), [&](int64_t b, int64_t e, int64_t, int) {
+#pragma omp simd
+    for (int64_t i = b; i < e; ++i) dorefa_forward_element<T, Bits>(w[i], m, w_tilde[i], w_hat[i]);
+  });
+}
+
+template <class T>
+void dorefa_forward_bits(int bits, const T* w, int64_t n, T* w_tilde, T* w_hat, T* scale) {
+  switch (bits) {
+    case 1: return dorefa_forward<T, 1>(w, n, w_tilde, w_hat, scale);
+    case 2: return dorefa_forward<T, 2>(w, n, w_tilde, w_hat, scale);
+    case 3: return dorefa_forward<T, 3>(w, n, w_tilde, w_hat, scale);
+    case 4: return dorefa_forward<T, 4>(w, n, w_tilde, w_hat, scale);
+    case 5: return dorefa_forward<T, 5>(w, n, w_tilde, w_hat, scale);
+    case 6: return dorefa_forward<T, 6>(w, n, w_tilde, w_hat, scale);
+    case 7: return dorefa_forward<T, 7>(w, n, w_tilde, w_hat, scale);
+    case 8: return dorefa_forward<T, 8>(w, n, w_tilde, w_hat, scale);
+    default: check_quantize_args(Quantizer::dorefa, bits, n, 1);
+  }
+}
+
+template <class T>
+void copy_if_wanted(const T* w, int64_t b, int64_t e, T* w_tilde) {
+  if (w_tilde) std::copy(w + b, w + e, w_tilde + b);
+}
+
+template <class T>
+void bwn_forward(const T* w, int64_t n, int64_t channels, T* w_tilde, T* w_hat, T* scale) {
+  const int64_t per = n / channels;
+  auto sums = channel_sums(w, n, channels, [](T x) { return abs_of(x); });
+  for (int64_t k = 0; k < channels; ++k) scale[k] = static_cast<T>(sums[k] / static_cast<double>(per));
+  for_segments(n, per, threads_for(n), [&](int64_t b, int64_t e, int64_t k, int) {
+    const T alpha = scale[k];
+#pragma omp simd
+    for (int64_t i = b; i < e; ++i) w_hat[i] = bwn_forward_element(w[i], alpha);
+    copy_if_wanted(w, b, e, w_tilde);
+  });
+}
+
+template <class T>
+void ternary_forward(const T* w, int64_t n, T* w_tilde, T* w_hat, T* scale) {
+  const int nt = threads_for(n);
+  const double total = channel_sums(w, n, 1, [](T x) { return abs_of(x); })[0];
+  const T delta = ternary_threshold(static_cast<T>(total / static_cast<double>(n)));
+  std::vector<double> part_sum(static_cast<size_t>(nt), 0.0), part_count(static_cast<size_t>(nt), 0.0);
+  for_segments(n, n, nt, [&](int64_t b, int64_t e, int64_t, int t) {
+    const double s = range_sum(w, b, e, [delta](T x) { return abs_of(x) > delta ? abs_of(x) : T(0); });
+    const double c = range_sum(w, b, e, [delta](T x) { return abs_of(x) > delta ? T(1) : T(0); });
+    part_sum[t] += s;
+    part_count[t] += c;
+  });
+  double s = 0, c = 0;
+  for (int t = 0; t < nt; ++t) s += part_sum[t], c += part_count[t];
+  const T a = c > 0 ? static_cast<T>(s / c) : T(0);
+  scale[0] = a;
+  for_segments(n, n, nt, [&](int64_t b, int64_t e, int64_t, int) {
+#pragma omp simd
+    for (int64_t i = b; i < e; ++i) w_hat[i] = ternary_forward_element(w[i], delta, a);
+    copy_if_wanted(w, b, e, w_tilde);
+  });
+}
+}  // namespace
+
+const char* quantizer_name(Quantizer q) {
+  switch (q) {
+    case Quantizer::dorefa: return "dorefa";
+    case Quantizer::bwn: return "bwn";
+    case Quantizer::bwn_f: return "bwn-f";
+    case Quantizer::ternary: return "ternary";
+  }
+  return "?";
+}
+
+size_t quantize_workspace_bytes(Quantizer q, int64_t channels) {
+  switch (q) {
+    case Quantizer::dorefa: return sizeof(double);  // the calibration's max
+    case Quantizer::bwn:
+    case Quantizer::bwn_f: return static_cast<size_t>(channels) * sizeof(double);
+    case Quantizer::ternary: return 3 * sizeof(double);
+  }
+  return 0;
+}
+
+void fail_quantize_cuda(const char* what, const char* detail) {
+  fail("quantize (CUDA): {} failed: {}", what, detail);
+}
+
+void check_quantize_args(Quantizer q, int bits, int64_t n, int64_t channels) {
+  const char* name = quantizer_name(q);
+  MQ_CHECK(n >= 1, "quantize ({}): the weight is empty", name);
+  MQ_CHECK(channels >= 1 && n % channels == 0,
+           "quantize ({}): {} elements do not split into {} output channels", name, n, channels);
+  MQ_CHECK(channels == 1 || q == Quantizer::bwn_f,
+           "quantize ({}): a per-tensor quantizer got {} channels", name, channels);
+  switch (q) {
+    case Quantizer::dorefa:
+      MQ_CHECK(bits >= kMinDorefaBits && bits <= kMaxDorefaBits,
+               "quantize (dorefa): {} bits is not supported; use 1..8", bits);
+      break;
+    case Quantizer::bwn:
+    case Quantizer::bwn_f:
+      MQ_CHECK(bits == 1, "quantize ({}): a binary quantizer takes 1 bit, got {}", name, bits);
+      break;
+    case Quantizer::ternary:
+      MQ_CHECK(bits == 2, "quantize (ternary): a ternary quantizer takes 2 bits, got {}", bits);
+      break;
+    default: fail("quantize: unknown quantizer {}", static_cast<int>(q));
+  }
+}
+
+template <class T>
+void quantize_forward_cpu(Quantizer q, int bits, const T* w, int64_t n, int64_t channels,
+                          T* w_tilde, T* w_hat, T* scale) {
+  check_quantize_args(q, bits, n, channels);
+  switch (q) {
+    case Quantizer::dorefa: return dorefa_forward_bits(bits, w, n, w_tilde, w_hat, scale);
+    case Quantizer::bwn:
+    case Quantizer::bwn_f: return bwn_forward(w, n, channels, w_tilde, w_hat, scale);
+    case Quantizer::ternary: return ternary_forward(w, n, w_tilde, w_hat, scale);
+  }
+}
+
+template <class T>
+void quantize_backward_cpu(Quantizer q, const T* w, const T* g_hat, const T* scale, int64_t n,
+                           int64_t channels, T* g_w) {
+  const int64_t per = n / channels;
+  for_segments(n, per, threads_for(n), [&](int64_t b, int64_t e, int64_t k, int) {
+    const T s = scale[k];
+    if (q == Quantizer::dorefa) {
+#pragma omp simd
+      for (int64_t i = b; i < e; ++i) g_w[i] = dorefa_backward_element(w[i], g_hat[i], s);
+    } else {
+#pragma omp simd
+      for (int64_t i = b; i < e; ++i) g_w[i] = scaled_ste_backward_element(w[i], g_hat[i], s);
+    }
+  });
+}
+
+template <class T>
+void quantize_calibration_cpu(Quantizer q, const T* w, int64_t n, int64_t channels, T* c) {
+  if (q != Quantizer::dorefa) {
+    std::fill(c, c + n, T(1));
+    return;
+  }
+  (void)channels;
+  const T m = dorefa_max(w, n);
+  for_segments(n, n, threads_for(n), [&](int64_t b, int64_t e, int64_t, int) {
+#pragma omp simd
+    for (int64_t i = b; i < e; ++i) c[i] = dorefa_calibration_element(w[i], m);
+  });
+}
+
+#define MQ_INSTANTIATE(T)                                                                     \
+  template void quantize_forward_cpu<T>(Quantizer, int, const T*, int64_t, int64_t, T*, T*, T*); \
+  template void quantize_backward_cpu<T>(Quantizer, const T*, const T*, const T*, int64_t,      \
+                                         int64_t, T*);                                          \
+  template void quantize_calibration_cpu<T>(Quantizer, const T*, int64_t, int64_t, T*);
+MQ_INSTANTIATE(float)
+MQ_INSTANTIATE(double)
+#undef MQ_INSTANTIATE
+
+}  // namespace mq::kernels

@@ -1,0 +1,191 @@
+#pragma once
+// Per-element math of the weight quantizers (METAQUANT.md section 2): the single source of truth
+// for the CPU loops (quantize_cpu.cpp) and the CUDA kernels (quantize.cu). Everything here is
+// MQ_HD, branch-free where it sits in a hot loop (so the CPU loops vectorize), and written with
+// explicit fma() wherever a multiply feeds an add, so host and device round identically and the
+// CUDA results match the CPU ones bit for bit (same codes, same W~).
+//
+// Adding a quantizer or a bitwidth: see docs/extending.md.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/common.h"
+
+namespace mq::kernels {
+
+enum class Quantizer : int { dorefa, bwn, bwn_f, ternary };
+
+constexpr int kMinDorefaBits = 1;
+constexpr int kMaxDorefaBits = 8;
+// Ternary: threshold = kTernaryRatio * mean|W| (the usual TWN choice).
+constexpr float kTernaryRatio = 0.7f;
+
+// ---- rounding: half to even, as nearbyint (default rounding mode) ----
+MQ_HD inline float round_half_even(float x) {
+#if defined(__CUDA_ARCH__)
+  return rintf(x);
+#else
+  return std::nearbyint(x);
+#endif
+}
+MQ_HD inline double round_half_even(double x) {
+#if defined(__CUDA_ARCH__)
+  return rint(x);
+#else
+  return std::nearbyint(x);
+#endif
+}
+
+MQ_HD inline float fma_of(float a, float b, float c) {
+#if defined(__CUDA_ARCH__)
+  return fmaf(a, b, c);
+#else
+  return std::fma(a, b, c);
+#endif
+}
+MQ_HD inline double fma_of(double a, double b, double c) {
+#if defined(__CUDA_ARCH__)
+  return fma(a, b, c);
+#else
+  return std::fma(a, b, c);
+#endif
+}
+
+MQ_HD inline float bits_to_float(int32_t bits) {
+#if defined(__CUDA_ARCH__)
+  return __int_as_float(bits);
+#else
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+#endif
+}
+
+template <class T>
+MQ_HD inline T abs_of(T x) {
+  return x < T(0) ? -x : x;
+}
+template <class T>
+MQ_HD inline T sign_value(T x) {  // sign(0) = 0
+  return static_cast<T>((x > T(0)) - (x < T(0)));
+}
+
+// ---- tanh ----
+// f32: our own branch-free tanh so that (a) the CPU loop vectorizes (libm's tanhf does not)
+// and (b) host and device compute the same bits. Max error about 2 ulp against the exact value:
+//   |x| < 0.5: odd Taylor polynomial x + x^3 P(x^2) up to x^17 (truncation < 2e-9 relative);
+//   otherwise 1 - 2 / (exp(2|x|) + 1) with exp by Cody-Waite reduction and a degree-7 Taylor
+//   polynomial, 2^k built from its bits; |x| is clamped at 10 (tanh rounds to 1 above 9.02).
+MQ_HD inline float exp_reduced_f32(float y) {  // exp(y) for 0 <= y <= 20
+  const float k = round_half_even(y * 1.44269504088896341f);
+  float r = fma_of(-k, 0.693145751953125f, y);
+  r = fma_of(-k, 1.42860676533018704e-06f, r);
+  float p = 1.0f / 5040.0f;
+  p = fma_of(p, r, 1.0f / 720.0f);
+  p = fma_of(p, r, 1.0f / 120.0f);
+  p = fma_of(p, r, 1.0f / 24.0f);
+  p = fma_of(p, r, 1.0f / 6.0f);
+  p = fma_of(p, r, 0.5f);
+  p = fma_of(p, r, 1.0f);
+  p = fma_of(p, r, 1.0f);
+  return p * bits_to_float((static_cast<int32_t>(k) + 127) << 23);
+}
+
+MQ_HD inline float tanh_f32(float x) {
+  const float a = abs_of(x);
+  // small branch
+  const float s = x * x;
+  float p = 0.00059002744094558595f;
+  p = fma_of(p, s, -0.0014558343870513183f);
+  p = fma_of(p, s, 0.0035921280365724811f);
+  p = fma_of(p, s, -0.0088632355299021973f);
+  p = fma_of(p, s, 0.021869488536155203f);
+  p = fma_of(p, s, -0.053968253968253971f);
+  p = fma_of(p, s, 0.13333333333333333f);
+  p = fma_of(p, s, -0.33333333333333331f);
+  const float small = fma_of(x * s, p, x);
+  // large branch
+  const float e = exp_reduced_f32(2.0f * (a < 10.0f ? a : 10.0f));
+  const float big = 1.0f - 2.0f / (e + 1.0f);
+  const float large = x < 0.0f ? -big : big;
+  return a < 0.5f ? small : large;
+}
+
+MQ_HD inline float quant_tanh(float x) { return tanh_f32(x); }
+MQ_HD inline double quant_tanh(double x) {
+#if defined(__CUDA_ARCH__)
+  return tanh(x);
+#else
+  return std::tanh(x);
+#endif
+}
+
+// ---- dorefa, k bits: n = 2^k - 1 ----
+// m = max|tanh(W)| (reduced separately). W~ = tanh(W) / (2m) + 1/2, W^ = 2 round(n W~) / n - 1.
+// With m = 0 (W all zero) W~ is defined as 1/2 (the limit of tanh(W)/(2m) + 1/2 at W = 0).
+template <int Bits>
+constexpr int dorefa_levels() {
+  static_assert(Bits >= kMinDorefaBits && Bits <= kMaxDorefaBits, "dorefa bits out of range");
+  return (1 << Bits) - 1;
+}
+
+template <class T>
+MQ_HD inline T dorefa_reduce_value(T w) {  // the value whose max is the dorefa scale
+  return abs_of(quant_tanh(w));
+}
+
+template <class T, int Bits>
+MQ_HD inline void dorefa_forward_element(T w, T m, T& w_tilde, T& w_hat) {
+  constexpr T n = T(dorefa_levels<Bits>());
+  const T t = quant_tanh(w);
+  const T wt = m > T(0) ? t / (T(2) * m) + T(0.5) : T(0.5);
+  const T q = round_half_even(n * wt);
+  w_tilde = wt;
+  w_hat = T(2) * (q / n) - T(1);
+}
+
+// The integer code round(n W~) in 0..n, what a deployment would store.
+template <class T, int Bits>
+MQ_HD inline int dorefa_code(T w_tilde) {
+  return static_cast<int>(round_half_even(T(dorefa_levels<Bits>()) * w_tilde));
+}
+
+// STE: g_W~ = 2 g_W^ [|W~| <= 1] (always 1: W~ lies in [0, 1] by construction, since
+// |tanh W| <= m), then through W~ = tanh(W)/(2 sg(m)) + 1/2: g_W = g_W^ (1 - tanh^2 W) / m.
+template <class T>
+MQ_HD inline T dorefa_backward_element(T w, T g_hat, T m) {
+  const T t = quant_tanh(w);
+  return m > T(0) ? (g_hat / m) * fma_of(-t, t, T(1)) : T(0);
+}
+
+// Calibration c = (1 - tanh^2 W) / m (0 when m = 0): maps g_W^ to the STE g_W.
+template <class T>
+MQ_HD inline T dorefa_calibration_element(T w, T m) {
+  const T t = quant_tanh(w);
+  return m > T(0) ? fma_of(-t, t, T(1)) / m : T(0);
+}
+
+// ---- BWN / BWN-F: W~ = W, alpha = mean|W| (per tensor or per output channel) ----
+template <class T>
+MQ_HD inline T bwn_forward_element(T w, T alpha) {
+  return alpha * sign_value(w);
+}
+// STE, shared by BWN, BWN-F and ternary: g_W = scale * g_W^ * [|W~| <= 1] with W~ = W.
+template <class T>
+MQ_HD inline T scaled_ste_backward_element(T w, T g_hat, T scale) {
+  return abs_of(w) <= T(1) ? scale * g_hat : T(0);
+}
+
+// ---- ternary (worked example): W~ = W; delta = 0.7 mean|W|; S = {i : |W_i| > delta};
+// a = mean over S of |W_i| (0 when S is empty, i.e. W all zero); W^ = a sign(W) [|W| > delta].
+template <class T>
+MQ_HD inline T ternary_threshold(T mean_abs) {
+  return T(kTernaryRatio) * mean_abs;
+}
+template <class T>
+MQ_HD inline T ternary_forward_element(T w, T delta, T a) {
+  return abs_of(w) > delta ? a * sign_value(w) : T(0);
+}
+
+}  // namespace mq::kernels

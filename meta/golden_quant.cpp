@@ -1,0 +1,165 @@
+#include "meta/golden_quant.h"
+
+#include <cmath>
+#include <ostream>
+
+#include "meta/meta_net.h"
+#include "meta/trainers.h"
+#include "models/resnet_cifar.h"
+
+namespace mq::golden {
+namespace {
+
+std::map<std::string, Tensor> to_map(const NamedTensors& named) {
+  std::map<std::string, Tensor> m;
+  for (const auto& [name, t] : named) m.emplace(name, t.detach().clone());
+  return m;
+}
+
+MetaNetConfig meta_config(const Set& set, const Case& c) {
+  MetaNetConfig cfg;
+  cfg.kind = parse_meta_kind(c.meta);
+  cfg.hidden = set.hidden;
+  cfg.num_fc = set.num_fc;
+  cfg.act = parse_meta_act(set.meta_nonlinear);
+  return cfg;
+}
+
+}  // namespace
+
+QuantResult replay_quant(const Set& set, const Case& c) {
+  MQ_CHECK(c.mode == "ste" || c.mode == "metaquant",
+           "golden: replay_quant on case '{}' of mode '{}'", c.name, c.mode);
+  QuantSpec spec{parse_quantizer(c.quantize), c.bit_w};
+  QuantizedLayerFactory factory(spec);
+  ResNetCifar model(20, 10, set.inputs_x.size(2), 0, factory);
+  model.load_state_dict(set.init(), /*strict=*/true);
+  model.train();
+  QuantResult r;
+  for (const auto& l : quantized_layers(model)) r.quantized_weights.push_back(l.name + ".weight");
+
+  std::unique_ptr<MetaNet> meta;
+  std::unique_ptr<QuantTrainer> trainer;
+  if (c.mode == "ste") {
+    trainer = std::make_unique<SteTrainer>(model, c.optimizer, set.lr);
+  } else {
+    meta = std::make_unique<MetaNet>(meta_config(set, c));
+    meta->load_state_dict(set.load(c, "meta_init."), /*strict=*/true);
+    MetaQuantOptions o;
+    o.optimizer = c.optimizer;
+    o.lr = set.lr;
+    o.meta_lr = set.meta_lr;
+    trainer = std::make_unique<MetaQuantTrainer>(model, *meta, o);
+  }
+  for (int step = 0; step < set.steps; ++step) {
+    StepOutput out = trainer->step(set.batch_x(step), set.batch_y(step));
+    r.losses.push_back(out.loss);
+    if (step == 0) r.step1_logits = out.logits.clone();
+  }
+  r.final_state = to_map(model.state_dict());
+  if (meta) r.meta_final = to_map(meta->state_dict());
+  return r;
+}
+
+TensorDiff compare_signs(const std::string& name, const Tensor& actual, const Tensor& expected) {
+  TensorDiff d;
+  d.name = name + " (signs)";
+  if (!actual.defined() || actual.shape() != expected.shape()) {
+    d.ok = false;
+    d.problem = "missing or shape mismatch";
+    return d;
+  }
+  auto a = actual.to(Device::cpu()).to(DType::f64).to_vector<double>();
+  auto b = expected.to(DType::f64).to_vector<double>();
+  int64_t flips = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::abs(b[i]) < kSignIgnoreAbs) continue;
+    if ((a[i] > 0) != (b[i] > 0)) {
+      if (flips++ == 0) {
+        d.worst_index = static_cast<int64_t>(i);
+        d.actual = a[i];
+        d.expected = b[i];
+        d.max_abs = std::abs(a[i] - b[i]);
+      }
+    }
+  }
+  d.ok = flips == 0;
+  if (!d.ok) d.problem = fmt::format("{} sign flips, first at [{}] (actual {:.9g}, expected {:.9g})",
+                                     flips, d.worst_index, d.actual, d.expected);
+  return d;
+}
+
+Verdict verify_quant(const Set& set, const Case& c) {
+  Verdict v;
+  QuantResult r = replay_quant(set, c);
+  auto note = [&](bool ok, const std::string& line) {
+    v.ok = v.ok && ok;
+    v.lines.push_back(std::string(ok ? "ok   " : "FAIL ") + line);
+  };
+  double loss_rel = worst_loss_rel(r.losses, c.losses);
+  std::string losses;
+  for (size_t i = 0; i < r.losses.size(); ++i)
+    losses += fmt::format("{}{:.7f}/{:.7f}", i ? " " : "", r.losses[i],
+                          i < c.losses.size() ? c.losses[i] : NAN);
+  note(loss_rel <= kLossRel,
+       fmt::format("losses (engine/golden): {}; worst relative error {:.3g}", losses, loss_rel));
+  if (c.mode == "ste") {
+    TensorDiff logits = compare_tensor("step1.logits", r.step1_logits,
+                                       set.load_one(c, "step1.logits"), Rule::allclose);
+    note(logits.ok, logits.str());
+  }
+  const bool adam = c.optimizer == "Adam";
+  const Rule rule = adam ? Rule::adam_final : Rule::max_abs;
+  const char* rule_name = adam ? "Adam rule" : "max abs 1e-4";
+  auto expected = set.load(c, "final.");
+  Report fin = compare_state(r.final_state, expected, rule);
+  note(fin.ok, fmt::format("final state ({}): {}", rule_name, fin.str()));
+  if (!fin.ok)
+    for (const auto& d : fin.tensors)
+      if (!d.ok) v.lines.push_back("     final " + d.str());
+  if (c.mode == "metaquant") {
+    Report meta = compare_state(r.meta_final, set.load(c, "meta_final."), rule);
+    note(meta.ok, fmt::format("final meta network ({}): {}", rule_name, meta.str()));
+    if (!meta.ok)
+      for (const auto& d : meta.tensors)
+        if (!d.ok) v.lines.push_back("     meta " + d.str());
+  }
+  int flips = 0;
+  for (const auto& name : r.quantized_weights) {
+    auto e = expected.find(name);
+    auto a = r.final_state.find(name);
+    if (e == expected.end()) continue;
+    TensorDiff d = compare_signs(name, a == r.final_state.end() ? Tensor() : a->second, e->second);
+    if (!d.ok) {
+      ++flips;
+      v.lines.push_back("     " + d.str());
+    }
+  }
+  note(flips == 0, fmt::format("signs of the {} quantized weights: {} tensors with flips",
+                               r.quantized_weights.size(), flips));
+  return v;
+}
+
+bool verify_golden_dir(const std::string& dir, const std::string& case_filter, std::ostream& out) {
+  Set set = load_set(dir);
+  std::vector<const Case*> selected;
+  for (const auto& c : set.cases)
+    if (c.name == case_filter) selected.push_back(&c);
+  if (selected.empty())
+    for (const auto& c : set.cases)
+      if (case_filter.empty() || c.name.find(case_filter) != std::string::npos)
+        selected.push_back(&c);
+  if (selected.empty()) set.find(case_filter);  // throws, listing the cases
+  int failed = 0;
+  for (const Case* c : selected) {
+    Verdict v = c->mode == "fp" ? verify_fp(set, *c) : verify_quant(set, *c);
+    failed += !v.ok;
+    // One line per case: the verdict and its findings' headlines.
+    out << (v.ok ? "PASS " : "FAIL ") << c->name << "\n";
+    for (const auto& line : v.lines) out << "    " << line << "\n";
+  }
+  out << fmt::format("{} of {} golden case(s) pass\n", selected.size() - failed, selected.size());
+  return failed == 0;
+}
+
+}  // namespace mq::golden

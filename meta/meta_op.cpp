@@ -1,0 +1,220 @@
+#include "meta/meta_op.h"
+
+#include <algorithm>
+
+#include "engine/autograd.h"
+#include "engine/backend.h"
+#include "engine/dispatch.h"
+#include "engine/ops.h"
+#include "kernels/meta/meta.h"
+
+namespace mq {
+namespace {
+
+// Rows per chunk of the LSTM's recurrent GEMM: keeps the [rows, 4h] buffer near 16 MB (f32).
+int64_t lstm_chunk_rows(int64_t hidden) { return std::max<int64_t>(1024, (4 << 20) / (4 * hidden)); }
+
+[[maybe_unused]] float* fp(const Tensor& t) { return static_cast<float*>(const_cast<void*>(t.raw_data())); }
+template <class T>
+T* tp(const Tensor& t) {
+  return t.defined() ? static_cast<T*>(const_cast<void*>(t.raw_data())) : nullptr;
+}
+
+void gemm_acc(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double beta) {
+  if (a.is_cuda()) {
+    MQ_CUDA_CALL(cuda_ops::gemm(a, ta, b, tb, c, beta));
+  } else {
+    cpu::gemm(a, ta, b, tb, c, beta);
+  }
+}
+
+Tensor workspace(size_t bytes, Device device) {
+  return Tensor::empty({static_cast<int64_t>(std::max<size_t>(bytes, 1))}, DType::u8, device);
+}
+
+void check_rows(const Tensor& g_hat, const Tensor& w_tilde, const MetaNet& net) {
+  const char* op = "meta_gradient";
+  check_defined(g_hat, op, "g_hat");
+  check_defined(w_tilde, op, "w_tilde");
+  check_floating(g_hat, op, "g_hat");
+  check_same_device(g_hat, w_tilde, op);
+  check_same_dtype(g_hat, w_tilde, op);
+  MQ_CHECK(g_hat.numel() == w_tilde.numel() && g_hat.numel() >= 1,
+           "meta_gradient: g_hat {} and W~ {} must have the same (non-zero) size",
+           g_hat.describe(), w_tilde.describe());
+  if (g_hat.is_cuda()) check_cuda_f32(g_hat, op);
+  for (const Tensor& p : net.parameters()) {
+    MQ_CHECK(p.device() == g_hat.device() && p.dtype() == g_hat.dtype(),
+             "meta_gradient: the meta network is {} but the rows are {}: move it with .to()",
+             p.describe(), g_hat.describe());
+  }
+}
+
+Tensor linear_meta(const MetaNet& net, const Tensor& g_hat, const Tensor& w_tilde) {
+  Tensor s = collapse_linear(net);
+  const bool fc_grad = net.config().kind == MetaKind::fc_grad;
+  Tensor u = fc_grad ? g_hat.detach() : w_tilde.detach();
+  Tensor v = fc_grad ? Tensor() : g_hat.detach();
+  const int64_t n = u.numel();
+  Tensor G = Tensor::empty(g_hat.shape(), g_hat.dtype(), g_hat.device());
+  if (G.is_cuda()) {
+    MQ_CUDA_CALL(kernels::meta_scaled_forward_cuda(fp(s), fp(u), v.defined() ? fp(v) : nullptr,
+                                                   n, fp(G), stream_of(G)));
+  } else {
+    dispatch_floating(G.dtype(), "meta_gradient", [&](auto tag) {
+      using T = decltype(tag);
+      kernels::meta_scaled_forward_cpu<T>(tp<T>(s), tp<T>(u), tp<T>(v), n, tp<T>(G));
+    });
+  }
+  return record(G, "meta_gradient_linear", {s}, [u, v, n](const Tensor& dG) {
+    Tensor ds = Tensor::zeros({1, 1}, dG.dtype(), dG.device());
+    if (dG.is_cuda()) {
+      Tensor ws = workspace(kernels::meta_scaled_workspace_bytes(n), dG.device());
+      MQ_CUDA_CALL(kernels::meta_scaled_backward_cuda(fp(dG), fp(u),
+                                                      v.defined() ? fp(v) : nullptr, n, fp(ds),
+                                                      ws.raw_data(), stream_of(dG)));
+    } else {
+      dispatch_floating(dG.dtype(), "meta_gradient_backward", [&](auto tag) {
+        using T = decltype(tag);
+        kernels::meta_scaled_backward_cpu<T>(tp<T>(dG), tp<T>(u), tp<T>(v), n, tp<T>(ds));
+      });
+    }
+    return std::vector<Tensor>{ds};
+  });
+}
+
+template <class T>
+kernels::LstmParams<T> lstm_params(const MetaNet& net) {
+  return {tp<T>(net.w_ih), tp<T>(net.b_ih), tp<T>(net.b_hh), tp<T>(net.fc_w), tp<T>(net.fc_b),
+          net.config().hidden};
+}
+
+// The recurrent pre-activation of rows [r0, r1): h_prev[r0:r1] @ W_hh^T.
+Tensor recurrent(const LstmState& st, const Tensor& w_hh, int64_t r0, int64_t r1) {
+  const int64_t h = w_hh.size(1);
+  Tensor hp = flat_view(st.h, r0 * h, {r1 - r0, h});
+  Tensor r = Tensor::empty({r1 - r0, 4 * h}, hp.dtype(), hp.device());
+  gemm_acc(hp, false, w_hh, true, r, 0.0);
+  return r;
+}
+
+Tensor lstm_meta(const MetaNet& net, const Tensor& g_hat, const Tensor& w_tilde,
+                 const LstmState& state, LstmState* state_out) {
+  const int64_t n = g_hat.numel(), h = net.config().hidden;
+  if (!state.is_zero()) {
+    MQ_CHECK(state.h.numel() == n * h && state.c.numel() == n * h &&
+                 state.h.device() == g_hat.device() && state.h.dtype() == g_hat.dtype(),
+             "LSTMFC: state {} does not fit {} rows of hidden size {}", state.h.describe(), n, h);
+  }
+  Tensor x = w_tilde.detach(), g = g_hat.detach();
+  Tensor G = Tensor::empty(g_hat.shape(), g_hat.dtype(), g_hat.device());
+  Tensor hn = Tensor::empty({n, h}, g.dtype(), g.device());
+  Tensor cn = Tensor::empty({n, h}, g.dtype(), g.device());
+  const int64_t chunk = state.is_zero() ? n : lstm_chunk_rows(h);
+  for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+    const int64_t r1 = std::min(n, r0 + chunk), rows = r1 - r0;
+    Tensor r = state.is_zero() ? Tensor() : recurrent(state, net.w_hh, r0, r1);
+    const Tensor cp = state.is_zero() ? Tensor() : flat_view(state.c, r0 * h, {rows, h});
+    if (g.is_cuda()) {
+      MQ_CUDA_CALL(kernels::meta_lstm_forward_cuda(
+          lstm_params<float>(net), fp(x) + r0, fp(g) + r0, r.defined() ? fp(r) : nullptr,
+          cp.defined() ? fp(cp) : nullptr, rows, fp(hn) + r0 * h, fp(cn) + r0 * h, fp(G) + r0,
+          stream_of(g)));
+    } else {
+      dispatch_floating(g.dtype(), "meta_gradient", [&](auto tag) {
+        using T = decltype(tag);
+        kernels::meta_lstm_forward_cpu<T>(lstm_params<T>(net), tp<T>(x) + r0, tp<T>(g) + r0,
+                                          tp<T>(r), tp<T>(cp), rows, tp<T>(hn) + r0 * h,
+                                          tp<T>(cn) + r0 * h, tp<T>(G) + r0);
+      });
+    }
+  }
+  if (state_out) *state_out = LstmState{hn, cn};
+  // The backward needs the previous state (the new one may replace it in the caller's hands,
+  // these handles keep it alive) and the parameters' values of this forward.
+  const MetaNet* netp = &net;
+  LstmState prev = state;
+  return record(
+      G, "meta_gradient_lstm", {net.w_ih, net.w_hh, net.b_ih, net.b_hh, net.fc_w, net.fc_b},
+      [netp, prev, x, g, n, h](const Tensor& dG) {
+        const MetaNet& net = *netp;
+        Device dev = dG.device();
+        DType dt = dG.dtype();
+        Tensor gw_ih = Tensor::zeros({4 * h, 1}, dt, dev), gw_hh = Tensor::zeros({4 * h, h}, dt, dev);
+        Tensor gb = Tensor::zeros({4 * h}, dt, dev), gfc_w = Tensor::zeros({1, h}, dt, dev);
+        Tensor gfc_b = Tensor::zeros({1}, dt, dev);
+        const int64_t chunk = prev.is_zero() ? n : lstm_chunk_rows(h);
+        for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+          const int64_t r1 = std::min(n, r0 + chunk), rows = r1 - r0;
+          Tensor r = prev.is_zero() ? Tensor() : recurrent(prev, net.w_hh, r0, r1);
+          const Tensor cp = prev.is_zero() ? Tensor() : flat_view(prev.c, r0 * h, {rows, h});
+          Tensor da = prev.is_zero() ? Tensor() : Tensor::empty({rows, 4 * h}, dt, dev);
+          if (dG.is_cuda()) {
+            Tensor ws = workspace(kernels::meta_lstm_workspace_bytes(rows, h), dev);
+            MQ_CUDA_CALL(kernels::meta_lstm_backward_cuda(
+                lstm_params<float>(net), fp(dG) + r0, fp(x) + r0, fp(g) + r0,
+                r.defined() ? fp(r) : nullptr, cp.defined() ? fp(cp) : nullptr, rows,
+                da.defined() ? fp(da) : nullptr,
+                kernels::LstmGrads<float>{fp(gw_ih), fp(gb), fp(gfc_w), fp(gfc_b)}, ws.raw_data(),
+                stream_of(dG)));
+          } else {
+            dispatch_floating(dt, "meta_gradient_backward", [&](auto tag) {
+              using T = decltype(tag);
+              kernels::LstmGrads<T> gr{tp<T>(gw_ih), tp<T>(gb), tp<T>(gfc_w), tp<T>(gfc_b)};
+              kernels::meta_lstm_backward_cpu<T>(lstm_params<T>(net), tp<T>(dG) + r0,
+                                                 tp<T>(x) + r0, tp<T>(g) + r0, tp<T>(r),
+                                                 tp<T>(cp), rows, tp<T>(da), gr);
+            });
+          }
+          if (da.defined()) {
+            Tensor hp = flat_view(prev.h, r0 * h, {rows, h});
+            gemm_acc(da, true, hp, false, gw_hh, 1.0);
+          }
+        }
+        return std::vector<Tensor>{gw_ih, gw_hh, gb, gb.clone(), gfc_w, gfc_b};
+      });
+}
+
+}  // namespace
+
+Tensor collapse_linear(const MetaNet& net) {
+  MQ_CHECK(net.is_linear(), "collapse_linear: the {} meta network with activation {} is not linear",
+           meta_kind_str(net.config().kind), meta_act_str(net.config().act));
+  std::vector<Tensor> ws = net.fc_weights();
+  Tensor s = ws.back();
+  for (size_t k = ws.size() - 1; k-- > 0;) s = matmul(s, ws[k]);
+  return s;
+}
+
+Tensor meta_gradient(const MetaNet& net, const Tensor& g_hat, const Tensor& w_tilde,
+                     const LstmState& state, LstmState* state_out) {
+  check_rows(g_hat, w_tilde, net);
+  if (net.config().kind == MetaKind::lstm_fc)
+    return lstm_meta(net, g_hat, w_tilde, state, state_out);
+  if (net.is_linear()) return linear_meta(net, g_hat, w_tilde);
+  return meta_gradient_reference(net, g_hat, w_tilde);
+}
+
+SplitGradient split_gradient(const Tensor& G) {
+  SplitGradient s;
+  s.G = G.detach();
+  s.dG = std::make_shared<Tensor>(Tensor::zeros(G.shape(), G.dtype(), G.device()));
+  std::shared_ptr<Tensor> buf = s.dG;
+  s.token = record(Tensor::zeros({}, G.dtype(), G.device()), "meta_gradient_split", {G},
+                   [buf](const Tensor&) { return std::vector<Tensor>{*buf}; });
+  return s;
+}
+
+Tensor flat_view(const Tensor& flat, int64_t offset, const Shape& shape) {
+  MQ_CHECK(offset >= 0 && offset + shape_numel(shape) <= flat.numel(),
+           "flat_view: {} elements from {} do not fit in {}", shape_numel(shape), offset,
+           flat.describe());
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = flat.impl().storage;
+  impl->offset = flat.impl().offset + static_cast<size_t>(offset);
+  impl->shape = shape;
+  impl->dtype = flat.dtype();
+  return Tensor(impl);
+}
+
+}  // namespace mq

@@ -1,0 +1,212 @@
+#include "meta/trainers.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "engine/ops.h"
+
+namespace mq {
+namespace {
+
+double checked_loss(const Tensor& loss, int64_t t) {
+  const double v = loss.item();
+  MQ_CHECK(std::isfinite(v),
+           "training diverged: loss is {} at iteration {}; lower the learning rate (-lr) or "
+           "check the input data", v, t + 1);
+  return v;
+}
+
+}  // namespace
+
+// ---- STE ----
+SteTrainer::SteTrainer(ResNetCifar& model, const std::string& optimizer, double lr)
+    : model_(model), opt_(make_optimizer(optimizer, model.parameters(), lr, /*metaquant=*/false)) {
+  for (auto& l : quantized_layers(model_)) l.q->update = {};
+}
+
+StepOutput SteTrainer::step(const Tensor& x, const Tensor& y) {
+  model_.train();
+  opt_->zero_grad();
+  Tensor logits = model_.forward(x);
+  Tensor loss = cross_entropy(logits, y);
+  StepOutput out{checked_loss(loss, 0), logits.detach()};
+  loss.backward();
+  opt_->step();
+  return out;
+}
+
+// ---- MetaQuant ----
+MetaQuantTrainer::MetaQuantTrainer(ResNetCifar& model, MetaNet& meta, MetaQuantOptions options)
+    : model_(model), meta_(meta), options_(options) {
+  opt_ = make_optimizer(options.optimizer, model.parameters(), options.lr, /*metaquant=*/true);
+  meta_opt_ = std::make_unique<Adam>(meta.parameters(), options.meta_lr);
+  layers_ = quantized_layers(model_);
+  MQ_CHECK(!layers_.empty(),
+           "MetaQuant: the model has no quantized layers; build it with QuantizedLayerFactory");
+  for (const auto& l : layers_) {
+    offsets_.push_back(rows_);
+    rows_ += l.layer->weight.numel();
+    l.q->update = {};
+  }
+  const Tensor& w0 = layers_.front().layer->weight;
+  for (const Tensor& p : meta_.parameters())
+    MQ_CHECK(p.device() == w0.device() && p.dtype() == w0.dtype(),
+             "MetaQuant: the meta network is {} but the model's weights are {}; move it with "
+             ".to()", p.describe(), w0.describe());
+  g_all_ = Tensor::zeros({rows_}, w0.dtype(), w0.device());
+  x_all_ = Tensor::zeros({rows_}, w0.dtype(), w0.device());
+}
+
+void MetaQuantTrainer::set_lr(double lr) {
+  if (options_.meta_lr_follows_lr) meta_opt_->set_lr(options_.meta_lr * lr / options_.lr);
+  opt_->set_lr(lr);
+}
+
+StepOutput MetaQuantTrainer::step(const Tensor& x, const Tensor& y) {
+  model_.train();
+  // 1. zero the meta gradient.
+  meta_.zero_grad();
+  // 2. t > 0: the meta gradient of every layer from the previous step's (g_W^, W~), in the
+  //    graph through phi. LSTMFC advances its (detached) state here.
+  std::optional<SplitGradient> split;
+  if (t_ > 0) {
+    LstmState next;
+    Tensor G = meta_gradient(meta_, g_all_, x_all_, state_, &next);
+    if (meta_.config().kind == MetaKind::lstm_fc) state_ = next;
+    split = split_gradient(G);
+  }
+  for (size_t i = 0; i < layers_.size(); ++i)
+    layers_[i].q->update = split ? MetaUpdate{&*split, offsets_[i], opt_->lr()} : MetaUpdate{};
+  // 3. forward (Wm, W~ = A(Wm), W^ = Q(W~) in every quantized layer).
+  Tensor logits;
+  try {
+    logits = model_.forward(x);
+  } catch (...) {
+    for (auto& l : layers_) l.q->update = {};
+    throw;
+  }
+  for (auto& l : layers_) l.q->update = {};
+  // 4. zero the model's gradients, mean cross-entropy, backward.
+  Tensor loss = cross_entropy(logits, y);
+  StepOutput out{checked_loss(loss, t_), logits.detach()};
+  model_.zero_grad();
+  loss.backward();
+  // The next step's meta inputs, in fresh buffers (this step's meta backward read the old ones;
+  // W~ shares W's storage for bwn at t = 0, so copy it before the update of step 6).
+  Tensor g_next = Tensor::empty({rows_}, g_all_.dtype(), g_all_.device());
+  Tensor x_next = Tensor::empty({rows_}, x_all_.dtype(), x_all_.device());
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const QuantState& q = *layers_[i].q;
+    flat_view(x_next, offsets_[i], q.w_tilde.shape()).copy_(q.w_tilde);
+    Tensor dst = flat_view(g_next, offsets_[i], q.w_tilde.shape());
+    Tensor g = q.w_hat.grad();
+    if (g.defined()) dst.copy_(g);
+    else dst.zero_();
+  }
+  g_all_ = g_next;
+  x_all_ = x_next;
+  if (t_ > 0) {
+    // 5. meta optimizer step (phi has no gradient at t = 0).
+    meta_opt_->step();
+    // 6. W.grad = c * G (this step's G and c), refine every parameter's gradient with the
+    //    optimizee's rule, p -= lr * d.
+    {
+      NoGradGuard ng;
+      for (size_t i = 0; i < layers_.size(); ++i) {
+        Tensor& W = layers_[i].layer->weight;
+        W.set_grad(mul(layers_[i].q->calib, flat_view(split->G, offsets_[i], W.shape())));
+      }
+    }
+    opt_->refine();
+    opt_->descend();
+  }
+  for (auto& l : layers_) l.q->calib = Tensor();
+  ++t_;
+  return out;
+}
+
+// ---- schedules ----
+LrSchedule LrSchedule::every(int n) {
+  MQ_CHECK(n >= 1, "lr schedule: every {} epochs is invalid; use N >= 1 or 'adaptive'", n);
+  LrSchedule s;
+  s.every_ = n;
+  return s;
+}
+
+LrSchedule LrSchedule::adaptive(int patience) {
+  MQ_CHECK(patience >= 1, "lr schedule: adaptive patience {} must be >= 1", patience);
+  LrSchedule s;
+  s.patience_ = patience;
+  return s;
+}
+
+LrSchedule LrSchedule::parse(const std::string& text) {
+  if (text == "adaptive") return adaptive();
+  size_t used = 0;
+  int n = 0;
+  try {
+    n = std::stoi(text, &used);
+  } catch (...) {
+    used = 0;
+  }
+  MQ_CHECK(used == text.size() && used > 0 && n >= 1,
+           "lr schedule '{}': expected a number of epochs N >= 1 or 'adaptive'", text);
+  return every(n);
+}
+
+double LrSchedule::after_epoch(int epoch, double loss, double lr) {
+  if (every_ > 0) return (epoch + 1) % every_ == 0 ? lr * 0.1 : lr;
+  if (!have_best_ || loss < best_) {
+    best_ = loss;
+    have_best_ = true;
+    bad_ = 0;
+    return lr;
+  }
+  if (++bad_ >= patience_) {
+    bad_ = 0;
+    return lr * 0.1;
+  }
+  return lr;
+}
+
+std::string LrSchedule::str() const {
+  return every_ > 0 ? fmt::format("x0.1 every {} epochs", every_)
+                    : fmt::format("adaptive (x0.1 after {} epochs without a better loss)", patience_);
+}
+
+// ---- epoch ----
+EpochResult train_epoch(QuantTrainer& trainer, DataLoader& loader, Device device, int epoch,
+                        const StepCallback& on_step) {
+  loader.start_epoch(epoch);
+  EpochResult r;
+  double loss_sum = 0;
+  int64_t correct = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  auto since = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  size_t b = 0;
+  for (Batch batch; loader.next(batch); ++b) {
+    Tensor x = batch.images.to(device), y = batch.labels.to(device);
+    StepOutput out = trainer.step(x, y);
+    loss_sum += out.loss * batch.size();
+    correct += count_correct(out.logits, y);
+    r.images += batch.size();
+    if (on_step) {
+      StepReport s;
+      s.batch_index = b;
+      s.batches = loader.batches_per_epoch();
+      s.loss = out.loss;
+      s.running_loss = loss_sum / r.images;
+      s.running_acc = 100.0 * correct / r.images;
+      s.elapsed_s = since();
+      s.images_per_s = r.images / std::max(s.elapsed_s, 1e-9);
+      on_step(s);
+    }
+  }
+  r.seconds = since();
+  r.loss = r.images ? loss_sum / r.images : 0;
+  r.acc = r.images ? 100.0 * correct / r.images : 0;
+  r.images_per_s = r.images / std::max(r.seconds, 1e-9);
+  return r;
+}
+
+}  // namespace mq

@@ -1,0 +1,120 @@
+#pragma once
+// The quantized-training trainers of METAQUANT.md:
+//  - SteTrainer (section 5): plain training of a model built with QuantizedLayerFactory
+//    (forward with W^ = Q(A(W)), STE backward, PyTorch SGD / Adam without weight decay);
+//  - MetaQuantTrainer (section 4, steps 1-6): the meta network generates every quantized
+//    layer's gradient from (g_W^, W~) of the previous step; the optimizee's rule refines it;
+//    the meta network learns through Wm = W - lr*(c*G + sg(W.grad - c*G)).
+// Also the learning-rate schedules of section 6 and an epoch loop over either trainer.
+// Test evaluation is mq::evaluate (meta/train_loop.h): eval mode quantizes Q(A(W)) of the
+// current W with no meta update.
+//
+//   ResNetCifar model(20, 10, 3, seed, QuantizedLayerFactory({Quantizer::dorefa, 1}));
+//   MetaNet meta({MetaKind::multi_fc, 100, 3, MetaAct::none}, seed);
+//   MetaQuantTrainer trainer(model, meta, {.optimizer = "SGD", .lr = 1e-3});
+//   StepOutput out = trainer.step(x, y);   // one iteration; out.loss of this step's forward
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "engine/optim/optimizer.h"
+#include "meta/meta_net.h"
+#include "meta/quantized_layers.h"
+#include "meta/train_loop.h"
+#include "models/resnet_cifar.h"
+
+namespace mq {
+
+struct StepOutput {
+  double loss = 0;
+  Tensor logits;  // this step's logits (detached)
+};
+
+class QuantTrainer {
+ public:
+  virtual ~QuantTrainer() = default;
+  // One training iteration on a batch (x, y on the model's device).
+  virtual StepOutput step(const Tensor& x, const Tensor& y) = 0;
+  virtual double lr() const = 0;
+  virtual void set_lr(double lr) = 0;
+  virtual ResNetCifar& model() = 0;
+};
+
+class SteTrainer : public QuantTrainer {
+ public:
+  // optimizer: "SGD", "SGD-M" or "Adam" (PyTorch's, no weight decay).
+  SteTrainer(ResNetCifar& model, const std::string& optimizer, double lr);
+  StepOutput step(const Tensor& x, const Tensor& y) override;
+  double lr() const override { return opt_->lr(); }
+  void set_lr(double lr) override { opt_->set_lr(lr); }
+  ResNetCifar& model() override { return model_; }
+  Optimizer& optimizer() { return *opt_; }
+
+ private:
+  ResNetCifar& model_;
+  std::unique_ptr<Optimizer> opt_;
+};
+
+struct MetaQuantOptions {
+  std::string optimizer = "SGD";  // the optimizee's refinement: "SGD", "SGD-M", "Adam"
+  double lr = 1e-3;
+  double meta_lr = 1e-3;  // the meta optimizer (PyTorch Adam)
+  // false: the meta lr stays constant (the reference); true: set_lr() scales it with the
+  // optimizee's lr (the paper).
+  bool meta_lr_follows_lr = false;
+};
+
+class MetaQuantTrainer : public QuantTrainer {
+ public:
+  // The model must be built with QuantizedLayerFactory; meta on the model's device and dtype.
+  MetaQuantTrainer(ResNetCifar& model, MetaNet& meta, MetaQuantOptions options = {});
+  StepOutput step(const Tensor& x, const Tensor& y) override;
+  double lr() const override { return opt_->lr(); }
+  void set_lr(double lr) override;
+  ResNetCifar& model() override { return model_; }
+
+  int64_t iteration() const { return t_; }  // steps done so far
+  int64_t meta_rows() const { return rows_; }  // weights of all quantized layers
+  Optimizer& optimizee() { return *opt_; }
+  Optimizer& meta_optimizer() { return *meta_opt_; }
+  const std::vector<QuantLayerRef>& layers() const { return layers_; }
+
+ private:
+  ResNetCifar& model_;
+  MetaNet& meta_;
+  MetaQuantOptions options_;
+  std::unique_ptr<Optimizer> opt_, meta_opt_;
+  std::vector<QuantLayerRef> layers_;
+  std::vector<int64_t> offsets_;
+  int64_t rows_ = 0;
+  Tensor g_all_, x_all_;  // g_W^ and W~ of the last step, all layers concatenated
+  LstmState state_;
+  int64_t t_ = 0;
+};
+
+// Section 6 schedules. "N" (an integer): lr *= 0.1 after every epoch e with (e+1) % N == 0.
+// "adaptive": lr *= 0.1 once the epoch's mean training loss has not improved on the best for
+// 3 epochs in a row (the count restarts after each decay).
+class LrSchedule {
+ public:
+  static LrSchedule parse(const std::string& text);  // "30", "adaptive"
+  static LrSchedule every(int n);
+  static LrSchedule adaptive(int patience = 3);
+  // The lr to use after epoch `epoch` (0-based) whose mean training loss was `loss`.
+  double after_epoch(int epoch, double loss, double lr);
+  static bool should_stop(double lr) { return lr < 1e-6; }
+  std::string str() const;
+
+ private:
+  int every_ = 0;  // 0: adaptive
+  int patience_ = 3;
+  double best_ = 0;
+  bool have_best_ = false;
+  int bad_ = 0;
+};
+
+// One epoch with either trainer (train mode; loss, accuracy and throughput as train_epoch).
+EpochResult train_epoch(QuantTrainer& trainer, DataLoader& loader, Device device, int epoch,
+                        const StepCallback& on_step = nullptr);
+
+}  // namespace mq

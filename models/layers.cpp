@@ -1,0 +1,128 @@
+#include "models/layers.h"
+
+#include <cmath>
+#include <vector>
+
+namespace mq {
+
+double InitRng::uniform() {
+  return static_cast<double>(gen_() >> 11) * 0x1.0p-53;  // 53 random bits
+}
+
+double InitRng::normal() {
+  if (have_spare_) {
+    have_spare_ = false;
+    return spare_;
+  }
+  double u1 = 0;
+  while (u1 <= 0) u1 = uniform();  // log(0) guard
+  double u2 = uniform();
+  double r = std::sqrt(-2.0 * std::log(u1));
+  spare_ = r * std::sin(2 * M_PI * u2);
+  have_spare_ = true;
+  return r * std::cos(2 * M_PI * u2);
+}
+
+namespace {
+void fill_with(Tensor& t, const std::vector<double>& v) {
+  Tensor host = Tensor::from_vector(v, t.shape()).to(t.dtype());
+  t.copy_(host);
+}
+}  // namespace
+
+void InitRng::fill_uniform(Tensor& t, double lo, double hi) {
+  std::vector<double> v(t.numel());
+  for (auto& x : v) x = uniform(lo, hi);
+  fill_with(t, v);
+}
+
+void InitRng::fill_normal(Tensor& t, double mean, double std) {
+  std::vector<double> v(t.numel());
+  for (auto& x : v) x = mean + std * normal();
+  fill_with(t, v);
+}
+
+// ---- Conv2d ----
+Conv2d::Conv2d(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p)
+    : in_channels(in), out_channels(out), kernel(k), stride(s), padding(p) {
+  MQ_CHECK(in > 0 && out > 0 && k > 0 && s > 0 && p >= 0,
+           "Conv2d({}, {}, kernel {}, stride {}, padding {}): invalid sizes", in, out, k, s, p);
+  weight = Tensor::zeros({out, in, k, k});
+  register_parameter("weight", &weight);
+}
+
+void Conv2d::reset_parameters(InitRng& rng) {
+  NoGradGuard no_grad;
+  double fan_out = static_cast<double>(out_channels * kernel * kernel);
+  rng.fill_normal(weight, 0.0, std::sqrt(2.0 / fan_out));
+}
+
+Tensor Conv2d::forward(const Tensor& x) {
+  return conv2d(x, effective_weight(), Conv2dParams{stride, padding});
+}
+
+// ---- Linear ----
+Linear::Linear(int64_t in, int64_t out) : in_features(in), out_features(out) {
+  MQ_CHECK(in > 0 && out > 0, "Linear({}, {}): invalid sizes", in, out);
+  weight = Tensor::zeros({out, in});
+  bias = Tensor::zeros({out});
+  register_parameter("weight", &weight);
+  register_parameter("bias", &bias);
+}
+
+void Linear::reset_parameters(InitRng& rng) {
+  NoGradGuard no_grad;
+  // kaiming_uniform(a = sqrt(5)) reduces to U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+  double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
+  rng.fill_uniform(weight, -bound, bound);
+  rng.fill_uniform(bias, -bound, bound);
+}
+
+Tensor Linear::forward(const Tensor& x) { return linear(x, effective_weight(), effective_bias()); }
+
+// ---- BatchNorm2d ----
+BatchNorm2d::BatchNorm2d(int64_t c, double e, double m) : channels(c), eps(e), momentum(m) {
+  MQ_CHECK(c > 0, "BatchNorm2d({}): invalid channel count", c);
+  weight = Tensor::full({c}, 1.0);
+  bias = Tensor::zeros({c});
+  running_mean = Tensor::zeros({c});
+  running_var = Tensor::full({c}, 1.0);
+  num_batches_tracked = Tensor::zeros({}, DType::i64);
+  register_parameter("weight", &weight);
+  register_parameter("bias", &bias);
+  register_buffer("running_mean", &running_mean);
+  register_buffer("running_var", &running_var);
+  register_buffer("num_batches_tracked", &num_batches_tracked, /*optional_on_load=*/true,
+                  /*host_only=*/true);
+}
+
+void BatchNorm2d::reset_parameters() {
+  weight.fill_(1.0);
+  bias.zero_();
+  running_mean.zero_();
+  running_var.fill_(1.0);
+  num_batches_tracked.zero_();
+}
+
+Tensor BatchNorm2d::forward(const Tensor& x) {
+  BatchNormParams p{is_training(), momentum, eps};
+  if (is_training()) num_batches_tracked.data<int64_t>()[0] += 1;  // host-only counter
+  return batch_norm(x, weight, bias, running_mean, running_var, p);
+}
+
+// ---- factory ----
+std::unique_ptr<Conv2d> LayerFactory::conv(int64_t in, int64_t out, int64_t kernel,
+                                           int64_t stride, int64_t padding) const {
+  return std::make_unique<Conv2d>(in, out, kernel, stride, padding);
+}
+
+std::unique_ptr<Linear> LayerFactory::linear(int64_t in, int64_t out) const {
+  return std::make_unique<Linear>(in, out);
+}
+
+const LayerFactory& default_layer_factory() {
+  static const LayerFactory f;
+  return f;
+}
+
+}  // namespace mq

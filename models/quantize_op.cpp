@@ -1,0 +1,152 @@
+// The weight-quantization op: validation, device dispatch and the STE autograd node; the
+// kernels are in kernels/quantize.
+#include "models/quantize_op.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "engine/autograd.h"
+#include "engine/dispatch.h"
+#include "kernels/quantize/quantize.h"
+
+namespace mq {
+namespace {
+
+int64_t channels_of(const Tensor& W, QuantSpec spec) {
+  return spec.kind == Quantizer::bwn_f && W.dim() >= 1 ? W.size(0) : 1;
+}
+
+void check_weight(const Tensor& W, const char* op) {
+  check_defined(W, op, "W");
+  check_floating(W, op, "W");
+  MQ_CHECK(W.numel() >= 1, "{}: the weight {} is empty", op, W.describe());
+  if (W.is_cuda()) check_cuda_f32(W, op);
+}
+
+Tensor workspace_for(Quantizer q, int64_t channels, Device device) {
+  const size_t bytes = kernels::quantize_workspace_bytes(q, channels);
+  return Tensor::empty({static_cast<int64_t>(std::max<size_t>(bytes, 1))}, DType::u8, device);
+}
+
+[[maybe_unused]] float* f32(Tensor& t) { return static_cast<float*>(t.raw_data()); }
+[[maybe_unused]] const float* f32(const Tensor& t) { return static_cast<const float*>(t.raw_data()); }
+
+}  // namespace
+
+Quantizer parse_quantizer(const std::string& text) {
+  std::string s = text;
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (s == "dorefa") return Quantizer::dorefa;
+  if (s == "bwn") return Quantizer::bwn;
+  if (s == "bwn-f" || s == "bwn_f" || s == "bwnf") return Quantizer::bwn_f;
+  if (s == "ternary") return Quantizer::ternary;
+  fail("unknown quantizer '{}': expected one of dorefa, bwn, bwn-f, ternary", text);
+}
+
+std::string quantizer_str(Quantizer q) { return kernels::quantizer_name(q); }
+
+std::string spec_str(QuantSpec spec) {
+  return spec.kind == Quantizer::dorefa ? fmt::format("dorefa-{}bit", spec.bits)
+                                        : quantizer_str(spec.kind);
+}
+
+void validate(QuantSpec spec) {
+  MQ_CHECK(spec.bits >= kernels::kMinDorefaBits && spec.bits <= kernels::kMaxDorefaBits,
+           "quantizer {}: {} bits is not supported; use 1..8", quantizer_str(spec.kind), spec.bits);
+}
+
+QuantSpec per_tensor(QuantSpec spec) {
+  if (spec.kind == Quantizer::bwn_f) spec.kind = Quantizer::bwn;
+  return spec;
+}
+
+int kernel_bits(QuantSpec spec) {
+  switch (spec.kind) {
+    case Quantizer::dorefa: return spec.bits;
+    case Quantizer::ternary: return 2;
+    default: return 1;
+  }
+}
+
+Tensor quantize_backward(const Tensor& W, const Tensor& g_hat, const Tensor& scale,
+                         QuantSpec spec) {
+  const char* op = "quantize_backward";
+  check_weight(W, op);
+  check_defined(g_hat, op, "g_hat");
+  check_same_device(W, g_hat, op);
+  check_same_dtype(W, g_hat, op);
+  check_same_shape(W, g_hat, op);
+  const int64_t channels = channels_of(W, spec);
+  MQ_CHECK(scale.defined() && scale.numel() == channels && scale.dtype() == W.dtype() &&
+               scale.device() == W.device(),
+           "{}: scale must be {} {} on {}, got {}", op, channels, dtype_name(W.dtype()),
+           W.device().str(), scale.defined() ? scale.describe() : "undefined");
+  Tensor g_w = Tensor::empty(W.shape(), W.dtype(), W.device());
+  if (W.is_cuda()) {
+    MQ_CUDA_CALL(kernels::quantize_backward_cuda(spec.kind, f32(W), f32(g_hat), f32(scale),
+                                                 W.numel(), channels, f32(g_w), stream_of(W)));
+  } else {
+    dispatch_floating(W.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      kernels::quantize_backward_cpu<T>(spec.kind, W.data<T>(), g_hat.data<T>(), scale.data<T>(),
+                                        W.numel(), channels, g_w.data<T>());
+    });
+  }
+  return g_w;
+}
+
+QuantizeResult quantize(const Tensor& W, QuantSpec spec) {
+  const char* op = "quantize";
+  check_weight(W, op);
+  validate(spec);
+  const int bits = kernel_bits(spec);
+  const int64_t channels = channels_of(W, spec);
+  kernels::check_quantize_args(spec.kind, bits, W.numel(), channels);
+  QuantizeResult r;
+  r.w_tilde_is_w = spec.kind != Quantizer::dorefa;
+  r.w_tilde = r.w_tilde_is_w ? W.detach() : Tensor::empty(W.shape(), W.dtype(), W.device());
+  Tensor w_hat = Tensor::empty(W.shape(), W.dtype(), W.device());
+  r.scale = Tensor::empty({channels}, W.dtype(), W.device());
+  Tensor* wt = r.w_tilde_is_w ? nullptr : &r.w_tilde;
+  if (W.is_cuda()) {
+    Tensor ws = workspace_for(spec.kind, channels, W.device());
+    MQ_CUDA_CALL(kernels::quantize_forward_cuda(spec.kind, bits, f32(W), W.numel(), channels,
+                                                wt ? f32(*wt) : nullptr, f32(w_hat), f32(r.scale),
+                                                ws.raw_data(), stream_of(W)));
+  } else {
+    dispatch_floating(W.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      kernels::quantize_forward_cpu<T>(spec.kind, bits, W.data<T>(), W.numel(), channels,
+                                       wt ? wt->data<T>() : nullptr, w_hat.data<T>(),
+                                       r.scale.data<T>());
+    });
+  }
+  Tensor saved_w = W.detach(), saved_scale = r.scale;
+  r.w_hat = record(w_hat, "quantize", {W}, [saved_w, saved_scale, spec](const Tensor& g) {
+    return std::vector<Tensor>{quantize_backward(saved_w, g, saved_scale, spec)};
+  });
+  return r;
+}
+
+Tensor calibration(const Tensor& W, QuantSpec spec) {
+  const char* op = "calibration";
+  check_weight(W, op);
+  validate(spec);
+  const int64_t channels = channels_of(W, spec);
+  kernels::check_quantize_args(spec.kind, kernel_bits(spec), W.numel(), channels);
+  Tensor c = Tensor::empty(W.shape(), W.dtype(), W.device());
+  if (W.is_cuda()) {
+    Tensor ws = workspace_for(spec.kind, channels, W.device());
+    MQ_CUDA_CALL(kernels::quantize_calibration_cuda(spec.kind, f32(W), W.numel(), channels,
+                                                    f32(c), ws.raw_data(), stream_of(W)));
+  } else {
+    dispatch_floating(W.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      kernels::quantize_calibration_cpu<T>(spec.kind, W.data<T>(), W.numel(), channels,
+                                           c.data<T>());
+    });
+  }
+  return c;
+}
+
+}  // namespace mq

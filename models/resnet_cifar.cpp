@@ -1,0 +1,86 @@
+#include "models/resnet_cifar.h"
+
+namespace mq {
+
+BasicBlock::BasicBlock(int64_t in_planes, int64_t planes, int64_t stride, const LayerFactory& f) {
+  conv1 = register_module("conv1", f.conv(in_planes, planes, 3, stride, 1));
+  bn1 = register_module("bn1", std::make_unique<BatchNorm2d>(planes));
+  conv2 = register_module("conv2", f.conv(planes, planes, 3, 1, 1));
+  bn2 = register_module("bn2", std::make_unique<BatchNorm2d>(planes));
+  if (stride != 1 || in_planes != planes) {
+    downsample = register_module("downsample", std::make_unique<Sequential>());
+    down_conv = downsample->push(f.conv(in_planes, planes, 1, stride, 0));
+    down_bn = downsample->push(std::make_unique<BatchNorm2d>(planes));
+  }
+}
+
+Tensor BasicBlock::forward(const Tensor& x) {
+  Tensor out = relu(bn1->forward(conv1->forward(x)));
+  out = bn2->forward(conv2->forward(out));
+  Tensor shortcut = downsample ? down_bn->forward(down_conv->forward(x)) : x;
+  return relu(add(out, shortcut));
+}
+
+ResNetCifar::ResNetCifar(int depth, int64_t classes, int64_t in_channels, uint64_t seed,
+                         const LayerFactory& f)
+    : depth_(depth), classes_(classes) {
+  bool valid = false;
+  for (int d : kValidDepths) valid |= d == depth;
+  MQ_CHECK(valid, "ResNetCifar: unsupported depth {} (choose 20, 32, 44, 56 or 110)", depth);
+  MQ_CHECK(classes > 0, "ResNetCifar: class count must be positive, got {}", classes);
+  MQ_CHECK(in_channels > 0, "ResNetCifar: input channels must be positive, got {}", in_channels);
+  int n = (depth - 2) / 6;
+  conv1 = register_module("conv1", f.conv(in_channels, 16, 3, 1, 1));
+  bn1 = register_module("bn1", std::make_unique<BatchNorm2d>(16));
+  int64_t in_planes = 16;
+  layer1 = make_stage("layer1", in_planes, 16, 1, n, f);
+  layer2 = make_stage("layer2", in_planes, 32, 2, n, f);
+  layer3 = make_stage("layer3", in_planes, 64, 2, n, f);
+  fc = register_module("fc", f.linear(64, classes));
+  reset_parameters(seed);
+}
+
+Sequential* ResNetCifar::make_stage(const std::string& name, int64_t& in_planes, int64_t planes,
+                                    int64_t stride, int blocks, const LayerFactory& f) {
+  auto stage = std::make_unique<Sequential>();
+  for (int i = 0; i < blocks; ++i) {
+    stage->push(std::make_unique<BasicBlock>(in_planes, planes, i == 0 ? stride : 1, f));
+    in_planes = planes;
+  }
+  return register_module(name, std::move(stage));
+}
+
+Tensor ResNetCifar::forward(const Tensor& x) {
+  MQ_CHECK(x.dim() == 4 && x.size(1) == conv1->in_channels,
+           "ResNetCifar: expected input [N, {}, H, W], got {}", conv1->in_channels, x.describe());
+  Tensor out = relu(bn1->forward(conv1->forward(x)));
+  for (Sequential* stage : {layer1, layer2, layer3})
+    for (auto& [name, block] : stage->children())
+      out = static_cast<BasicBlock*>(block)->forward(out);
+  // The reference's 8x8 average pool on a 32x32 input is a global pool; global also serves
+  // 28x28 inputs (MNIST), whose last stage is 7x7.
+  return fc->forward(global_avg_pool(out));
+}
+
+void ResNetCifar::reset_parameters(uint64_t seed) {
+  InitRng rng(seed);
+  for (auto& [name, m] : named_modules()) {
+    if (auto* w = dynamic_cast<WeightLayer*>(m)) w->reset_parameters(rng);
+    if (auto* bn = dynamic_cast<BatchNorm2d*>(m)) bn->reset_parameters();
+  }
+}
+
+std::vector<std::pair<std::string, WeightLayer*>> ResNetCifar::named_weight_layers() {
+  std::vector<std::pair<std::string, WeightLayer*>> out;
+  for (auto& [name, m] : named_modules())
+    if (auto* w = dynamic_cast<WeightLayer*>(m)) out.emplace_back(name, w);
+  return out;
+}
+
+std::vector<WeightLayer*> ResNetCifar::weight_layers() {
+  std::vector<WeightLayer*> out;
+  for (auto& [name, w] : named_weight_layers()) out.push_back(w);
+  return out;
+}
+
+}  // namespace mq

@@ -1,0 +1,65 @@
+#pragma once
+// ResNet for CIFAR (depth 6n+2: 20, 32, 44, 56, 110) exactly as METAQUANT.md section 1, with
+// PyTorch state_dict names. Convs and fc come from a LayerFactory, so the same model can be
+// built with quantized layers; weight_layers() lists them for the trainers (22 in ResNet20).
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "models/layers.h"
+
+namespace mq {
+
+class BasicBlock : public Module {
+ public:
+  BasicBlock(int64_t in_planes, int64_t planes, int64_t stride, const LayerFactory& f);
+  Tensor forward(const Tensor& x);
+
+  Conv2d* conv1;
+  BatchNorm2d* bn1;
+  Conv2d* conv2;
+  BatchNorm2d* bn2;
+  Sequential* downsample = nullptr;  // 1x1 conv + BN when the shape changes, else identity
+  Conv2d* down_conv = nullptr;
+  BatchNorm2d* down_bn = nullptr;
+};
+
+class ResNetCifar : public Module {
+ public:
+  static constexpr int kValidDepths[] = {20, 32, 44, 56, 110};
+
+  // Throws mq::Error for an unsupported depth or class/channel count. Parameters are drawn
+  // from `seed` (see reset_parameters).
+  ResNetCifar(int depth, int64_t classes = 10, int64_t in_channels = 3, uint64_t seed = 0,
+              const LayerFactory& factory = default_layer_factory());
+
+  // x [N, in_channels, H, W] -> logits [N, classes]
+  Tensor forward(const Tensor& x);
+
+  // Conv kaiming-normal (fan_out, ReLU), BN weight 1 / bias 0 / running stats reset,
+  // fc PyTorch default; one mt19937_64 stream drawn in state_dict order.
+  void reset_parameters(uint64_t seed);
+
+  // Every conv and the fc, in state_dict order (conv1, layer1.0.conv1, ..., fc).
+  std::vector<WeightLayer*> weight_layers();
+  std::vector<std::pair<std::string, WeightLayer*>> named_weight_layers();
+
+  int depth() const { return depth_; }
+  int64_t classes() const { return classes_; }
+
+  Conv2d* conv1;
+  BatchNorm2d* bn1;
+  Sequential* layer1;
+  Sequential* layer2;
+  Sequential* layer3;
+  Linear* fc;
+
+ private:
+  Sequential* make_stage(const std::string& name, int64_t& in_planes, int64_t planes,
+                         int64_t stride, int blocks, const LayerFactory& f);
+
+  int depth_;
+  int64_t classes_;
+};
+
+}  // namespace mq

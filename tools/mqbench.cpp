@@ -1,0 +1,62 @@
+// mqbench: kernel benchmark (quantizers), CPU or CUDA; a human table and optional JSON.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "engine/device.h"
+#include "engine/error.h"
+#include "kernels/bench/quantize_bench.h"
+#include "models/quantize_op.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"mqbench: time the weight-quantizer kernels (GB/s and fraction of copy bandwidth)"};
+  std::string device = "auto", quantizer = "all", bits = "1-8", op = "all", sizes, json;
+  int repeat = 20, warmup = 3, threads = 0;
+  app.add_option("--device", device, "cpu, cuda, cuda:N or auto")->capture_default_str();
+  app.add_option("--quantizer", quantizer, "dorefa, bwn, bwn-f, ternary or all")
+      ->capture_default_str();
+  app.add_option("--bits", bits, "dorefa bitwidths: list and ranges, e.g. 1,2,4-8")
+      ->capture_default_str();
+  app.add_option("--op", op, "forward, backward, calibration or all")->capture_default_str();
+  app.add_option("--sizes", sizes,
+                 "element counts, e.g. 432,1M,16M (default: every ResNet20 layer size, 1M, 16M)");
+  app.add_option("--repeat", repeat, "timed runs per row")->capture_default_str()->check(CLI::Range(1, 100000));
+  app.add_option("--warmup", warmup, "untimed runs first")->capture_default_str()->check(CLI::Range(0, 100000));
+  app.add_option("--threads", threads, "CPU threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
+  app.add_option("--json", json, "also write the rows as JSON to this file");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    mq::bench::QuantBenchConfig cfg;
+    cfg.cuda = mq::Device::parse(device).is_cuda();
+    if (quantizer == "all")
+      cfg.quantizers = {mq::Quantizer::dorefa, mq::Quantizer::bwn, mq::Quantizer::bwn_f,
+                        mq::Quantizer::ternary};
+    else
+      cfg.quantizers = {mq::parse_quantizer(quantizer)};
+    cfg.bits = mq::bench::parse_int_list(bits, 1, 8, "--bits");
+    if (op == "all") cfg.ops = {mq::bench::QuantOp::forward, mq::bench::QuantOp::backward,
+                               mq::bench::QuantOp::calibration};
+    else if (op == "forward") cfg.ops = {mq::bench::QuantOp::forward};
+    else if (op == "backward") cfg.ops = {mq::bench::QuantOp::backward};
+    else if (op == "calibration") cfg.ops = {mq::bench::QuantOp::calibration};
+    else mq::fail("--op: '{}' is not one of forward, backward, calibration, all", op);
+    cfg.sizes = sizes.empty() ? mq::bench::default_sizes() : mq::bench::parse_sizes(sizes);
+    cfg.repeat = repeat;
+    cfg.warmup = warmup;
+    cfg.threads = threads;
+    const auto report = mq::bench::run_quantize_bench(cfg);
+    std::cout << mq::bench::format_table(report);
+    if (!json.empty()) {
+      std::ofstream out(json);
+      if (!out) mq::fail("--json: cannot write '{}'", json);
+      out << mq::bench::to_json(report) << "\n";
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mqbench: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
