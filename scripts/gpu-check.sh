@@ -9,8 +9,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build-gpu}
-LOGS=${OUT:-$PWD/gpu-check-logs}
+# Logs: one file per stage; with $OUT set they are also packed into $OUT/gpu-check-logs.tgz
+# (the device tool returns few files) beside $OUT/summary.txt.
+LOGS=${OUT:+/tmp/gpu-check-logs}
+LOGS=${LOGS:-$PWD/gpu-check-logs}
 mkdir -p "$LOGS"
+# Build dependencies without internet: unpacked from .deps/*.deb, cuDNN from pip if need be.
+source scripts/gpu-deps.sh
 JOBS=$(nproc)
 START=$(date +%s)
 declare -a SUMMARY=()
@@ -77,7 +82,7 @@ export -f build
 if [[ ${MQ_GPU_CHECK_SKIP_BUILD:-0} == 1 ]]; then
   skip build "MQ_GPU_CHECK_SKIP_BUILD=1 (using $BUILD as it is)"
 else
-  stage build 330 build
+  stage build 240 build
 fi
 
 # ---- 2. CUDA tests ----
@@ -92,14 +97,17 @@ fi
 
 # ---- 3. kernel benchmark ----
 if [[ -x $BUILD/mqbench ]]; then
-  stage mqbench 60 "$BUILD/mqbench" --device cuda
+  stage mqbench 60 "$BUILD/mqbench" --device cuda --repeat 20
 else
   skip mqbench "no $BUILD/mqbench"
 fi
 
 # ---- 4. whole-step benchmark ----
 if [[ -x $BUILD/resnet_step ]]; then
-  stage resnet-step 90 "$BUILD/resnet_step" --device cuda --batch 128 --warmup 5 --steps 50
+  stage resnet-step 60 "$BUILD/resnet_step" --device cuda --batch 128 --warmup 5 --steps 50
+  # PyTorch's same step on the same GPU, in the same run (python3 there holds PyTorch).
+  stage resnet-step-torch 90 python3 benchmarks/resnet_step_torch.py --device cuda --batch 128 \
+    --warmup 5 --steps 50
   stage resnet-step-cpu 60 "$BUILD/resnet_step" --device cpu --batch 128 --warmup 1 --steps 3 \
     --threads "$JOBS"
 else
@@ -115,6 +123,8 @@ export -f train
 if [[ -x $BUILD/mqtrain ]] && "$BUILD/mqtrain" pretrain --help 2>/dev/null | grep -q synthetic; then
   stage train-cpu 90 train cpu --threads "$JOBS"
   stage train-gpu 60 train cuda
+  stage metaquant-gpu 60 "$BUILD/mqtrain" quantize -d synthetic:1024 -n 1 --batch-size 128 \
+    --seed 1 --device cuda -meta MultiFC -bw 1 --results /tmp/mq-results
   echo "---- last lines, CPU then GPU (losses should agree to a few digits)"
   tail -n 3 "$LOGS/train-cpu.log" "$LOGS/train-gpu.log"
 else
@@ -128,3 +138,7 @@ fi
   for line in "${SUMMARY[@]}"; do echo "  $line"; done
   grep -h "test cases\|All tests passed" "$LOGS/cuda-tests.log" 2>/dev/null | tail -1 | sed 's/^/  tests: /'
 } | tee "$LOGS/summary.txt"
+if [[ -n "${OUT:-}" ]]; then
+  cp "$LOGS/summary.txt" "$OUT/summary.txt"
+  tar -czf "$OUT/gpu-check-logs.tgz" -C "$(dirname "$LOGS")" "$(basename "$LOGS")"
+fi

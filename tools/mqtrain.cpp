@@ -1,117 +1,236 @@
 // mqtrain: train and evaluate (quantized) ResNets. A thin main: parse flags, call the library.
-// The reference's single-dash multi-letter flags (-bs, -lr, -bw, ...) are accepted beside the
-// long names.
+// The reference's single-dash multi-letter flags (-bs, -lr, -bw, -ad, -meta, -hidden, -nfc)
+// are accepted beside the long names.
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <iostream>
 #include <map>
 #include <memory>
+#include <numeric>
 
 #include "data/registry.h"
+#include "engine/io/checkpoint.h"
+#include "engine/io/npy.h"
+#include "engine/io/pth.h"
 #include "engine/optim/optimizer.h"
 #include "engine/parallel.h"
-#include "meta/train_loop.h"
+#include "meta/golden_quant.h"
+#include "meta/run_log.h"
+#include "meta/trainers.h"
 #include "tools/progress.h"
 
 using namespace mq;
 
 namespace {
 
-struct CommonOptions {
-  std::string model = "resnet20";
-  std::string dataset = "synthetic";
-  std::string data_dir;
-  std::string device = "auto";
-  int batch = 128;
-  int threads = 0;
+struct Options {
+  std::string model = "resnet20", dataset = "synthetic", data_dir, device = "auto";
+  int batch = 128, threads = 0, epochs = 100, trials = 1;
   uint64_t seed = 1;
+  double lr = 1e-3;
+  std::string optimizer = "SGD", lr_adjust = "30", save_dir, results = "Results";
+  // quantize
+  std::string backward = "MultiFC", quantizer = "dorefa", pretrained, meta_act = "none";
+  int bits = 1, hidden = 100, num_fc = 3;
+  bool meta_lr_follows = false;
 };
 
-void add_common(CLI::App& cmd, CommonOptions& o) {
+void add_common(CLI::App& cmd, Options& o) {
   cmd.add_option("-m,--model", o.model, "resnet20|resnet32|resnet44|resnet56|resnet110")
       ->capture_default_str();
-  cmd.add_option("-d,--dataset", o.dataset,
-                 "cifar10|cifar100|fashion-mnist|synthetic[:N]")->capture_default_str();
+  cmd.add_option("-d,--dataset", o.dataset, "cifar10|cifar100|fashion-mnist|synthetic[:N]")
+      ->capture_default_str();
   cmd.add_option("--data", o.data_dir, "dataset directory (fashion-mnist: Debian's by default)");
   cmd.add_option("--device", o.device, "cpu|cuda|cuda:N|auto")->capture_default_str();
   cmd.add_option("--batch-size", o.batch, "images per step (-bs)")
       ->check(CLI::Range(1, 65536))->capture_default_str();
-  cmd.add_option("--threads", o.threads, "CPU threads (0 = all cores)")
-      ->check(CLI::Range(0, 1024));
+  cmd.add_option("--threads", o.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024));
   cmd.add_option("--seed", o.seed, "drives initialization, shuffling and augmentation")
       ->capture_default_str();
+}
+
+void add_training(CLI::App& cmd, Options& o) {
+  cmd.add_option("-n,--epochs", o.epochs, "epochs")->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  cmd.add_option("--lr", o.lr, "learning rate (-lr)")->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd.add_option("-o,--optimizer", o.optimizer, "SGD|SGD-M|Adam")->capture_default_str();
+  cmd.add_option("--lr-adjust", o.lr_adjust, "N (x0.1 every N epochs) or adaptive (-ad)")
+      ->capture_default_str();
+  cmd.add_option("--trials", o.trials, "independent runs (seeds seed..seed+N-1)")
+      ->check(CLI::Range(1, 1000));
+  cmd.add_option("--results", o.results, "root of the run logs")->capture_default_str();
 }
 
 int parse_depth(const std::string& model) {
   if (model.rfind("resnet", 0) == 0) {
     try {
-      return std::stoi(model.substr(6));
+      size_t used = 0;
+      int d = std::stoi(model.substr(6), &used);
+      if (used == model.size() - 6) return d;
     } catch (const std::exception&) {
     }
   }
   fail("--model '{}': expected resnet20, resnet32, resnet44, resnet56 or resnet110", model);
 }
 
-std::unique_ptr<Optimizer> make_optimizer(const std::string& name, std::vector<Tensor> params,
-                                          double lr) {
-  if (name == "SGD") return std::make_unique<SGD>(std::move(params), lr);
-  if (name == "SGD-M") return std::make_unique<SGD>(std::move(params), lr, 0.9, 5e-4);
-  if (name == "Adam") return std::make_unique<Adam>(std::move(params), lr);
-  fail("--optimizer '{}': expected SGD, SGD-M or Adam", name);
+// A model state from a directory of .npy files, an mq checkpoint or a PyTorch .pth file.
+TensorMap load_state_any(const std::string& path) {
+  namespace fs = std::filesystem;
+  MQ_CHECK(fs::exists(path), "--pretrained {}: no such file or directory", path);
+  if (fs::is_directory(path)) return load_npy_dir(path, "");
+  if (path.ends_with(".pth") || path.ends_with(".pt") || path.ends_with(".tar")) return load_pth(path);
+  return load_checkpoint(path).tensors;
 }
 
-// Rewrites the reference's single-dash long flags into CLI11's double-dash form.
-std::vector<std::string> normalize_args(int argc, char** argv) {
-  static const std::map<std::string, std::string> aliases = {
-      {"-bs", "--batch-size"}, {"-lr", "--lr"},       {"-bw", "--bits"},
-      {"-ad", "--lr-adjust"},  {"-meta", "--meta"},   {"-hidden", "--hidden"},
-      {"-nfc", "--nfc"}};
-  std::vector<std::string> out;
-  for (int i = argc - 1; i >= 1; --i) {  // CLI11 wants reversed order for parse(vector)
-    std::string a = argv[i];
-    auto it = aliases.find(a);
-    out.push_back(it != aliases.end() ? it->second : a);
-  }
-  return out;
-}
-
-int run_pretrain(const CommonOptions& c, int epochs, double lr, const std::string& opt_name,
-                 int lr_adjust, const std::string& save_dir) {
-  if (c.threads > 0) set_num_threads(c.threads);
-  Device device = Device::parse(c.device);
-  int classes = dataset_classes(c.dataset);
-  Dataset train_set = load_dataset(c.dataset, c.data_dir, Split::train);
-  Dataset test_set = load_dataset(c.dataset, c.data_dir, Split::test);
-  Normalization norm = dataset_normalization(c.dataset);
-  DataLoader train(train_set, {.batch = size_t(c.batch), .shuffle = true, .augment = true,
-                               .seed = c.seed, .normalization = norm});
-  DataLoader test(test_set, {.batch = size_t(c.batch), .shuffle = false, .augment = false,
-                             .seed = c.seed, .normalization = norm});
-  ResNetCifar model(parse_depth(c.model), classes, train_set.channels, c.seed);
-  model.to(device);
-  auto opt = make_optimizer(opt_name, model.parameters(), lr);
-  std::printf("mqtrain pretrain: %s on %s (%zu train / %zu test images, %d classes), %s, "
-              "lr %g, batch %d, %d epochs, device %s, %d threads\n",
-              c.model.c_str(), c.dataset.c_str(), train_set.size(), test_set.size(), classes,
-              opt_name.c_str(), lr, c.batch, epochs, device.str().c_str(), num_threads());
+struct TrialResult {
   double best = 0;
-  for (int e = 0; e < epochs; ++e) {
-    tools::Progress progress(e, epochs);
-    EpochResult r = train_epoch(model, train, *opt, device, e,
-                                [&](const StepReport& s) { progress.update(s); });
-    double acc = evaluate(model, test, device);
-    best = std::max(best, acc);
-    std::printf("epoch %d/%d: train loss %.4f, train acc %.2f%%, test acc %.2f%%, %.0f images/s\n",
-                e + 1, epochs, r.loss, r.acc, acc, r.images_per_s);
-    if (lr_adjust > 0 && (e + 1) % lr_adjust == 0) opt->set_lr(opt->lr() * 0.1);
+  std::vector<double> test_acc;
+};
+
+TrialResult run_trial(const Options& o, bool quantized, int trial) {
+  uint64_t seed = o.seed + trial;
+  Device device = Device::parse(o.device);
+  int classes = dataset_classes(o.dataset);
+  Dataset train_set = load_dataset(o.dataset, o.data_dir, Split::train);
+  Dataset test_set = load_dataset(o.dataset, o.data_dir, Split::test);
+  Normalization norm = dataset_normalization(o.dataset);
+  DataLoader train(train_set, {.batch = size_t(o.batch), .shuffle = true, .augment = true,
+                               .augmentation = {}, .seed = seed, .normalization = norm});
+  DataLoader test(test_set, {.batch = size_t(o.batch), .shuffle = false, .augment = false,
+                             .augmentation = {}, .seed = seed, .normalization = norm});
+  QuantSpec spec{parse_quantizer(o.quantizer), o.bits};
+  QuantizedLayerFactory qfactory(spec);
+  const LayerFactory& factory = quantized ? qfactory : default_layer_factory();
+  ResNetCifar model(parse_depth(o.model), classes, train_set.channels, seed, factory);
+  if (!o.pretrained.empty()) model.load_state_dict(load_state_any(o.pretrained), true);
+  model.to(device);
+
+  std::unique_ptr<MetaNet> meta;
+  std::unique_ptr<QuantTrainer> qtrainer;
+  std::unique_ptr<Optimizer> opt;
+  if (quantized && o.backward != "ste") {
+    meta = std::make_unique<MetaNet>(
+        MetaNetConfig{parse_meta_kind(o.backward), o.hidden, o.num_fc, parse_meta_act(o.meta_act)},
+        seed);
+    meta->to(device);
+    qtrainer = std::make_unique<MetaQuantTrainer>(
+        model, *meta, MetaQuantOptions{o.optimizer, o.lr, 1e-3, o.meta_lr_follows});
+  } else if (quantized) {
+    qtrainer = std::make_unique<SteTrainer>(model, o.optimizer, o.lr);
+  } else {
+    opt = make_optimizer(o.optimizer, model.parameters(), o.lr, false);
   }
-  std::printf("best test accuracy %.2f%%\n", best);
-  if (!save_dir.empty()) {
-    std::filesystem::create_directories(save_dir);
-    model.save(save_dir);
-    std::printf("saved the model state to %s/\n", save_dir.c_str());
+  std::string what = !quantized ? "full precision"
+                     : o.backward == "ste" ? spec_str(spec) + ", STE"
+                                           : spec_str(spec) + ", MetaQuant " + o.backward;
+  nlohmann::json config = {{"model", o.model},     {"dataset", o.dataset}, {"mode", what},
+                           {"optimizer", o.optimizer}, {"lr", o.lr},     {"lr_adjust", o.lr_adjust},
+                           {"batch", o.batch},     {"epochs", o.epochs}, {"seed", seed},
+                           {"device", device.str()}, {"hidden", o.hidden}, {"num_fc", o.num_fc},
+                           {"pretrained", o.pretrained}};
+  std::string run = fmt::format("{}-{}-{}-seed{}", quantized ? o.backward : "fp",
+                                quantized ? spec_str(spec) : "32bit", o.optimizer, seed);
+  RunLog log(o.results, o.model, o.dataset, run, config);
+  std::printf("mqtrain: %s, %s on %s (%zu train / %zu test), %s lr %g, batch %d, %d epochs, "
+              "device %s, %d threads; logs in %s\n",
+              o.model.c_str(), what.c_str(), o.dataset.c_str(), train_set.size(), test_set.size(),
+              o.optimizer.c_str(), o.lr, o.batch, o.epochs, device.str().c_str(), num_threads(),
+              log.dir().c_str());
+  LrSchedule schedule = LrSchedule::parse(o.lr_adjust);
+  TrialResult result;
+  int64_t iter = 0;
+  for (int e = 0; e < o.epochs; ++e) {
+    tools::Progress progress(e, o.epochs);
+    double lr = qtrainer ? qtrainer->lr() : opt->lr();
+    auto on_step = [&](const StepReport& s) {
+      progress.update(s);
+      log.iteration(iter++, s.running_loss, s.running_acc, lr);
+    };
+    EpochResult r = qtrainer ? train_epoch(*qtrainer, train, device, e, on_step)
+                             : train_epoch(model, train, *opt, device, e, on_step);
+    double acc = evaluate(model, test, device);
+    result.best = std::max(result.best, acc);
+    result.test_acc.push_back(acc);
+    std::printf("epoch %d/%d: train loss %.4f, train acc %.2f%%, test acc %.2f%% (best %.2f%%), "
+                "%.0f images/s, lr %g\n",
+                e + 1, o.epochs, r.loss, r.acc, acc, result.best, r.images_per_s, lr);
+    log.epoch(e, {{"epoch", e + 1}, {"train_loss", r.loss}, {"train_acc", r.acc},
+                  {"test_acc", acc}, {"images_per_s", r.images_per_s}, {"lr", lr},
+                  {"seconds", r.seconds}},
+              acc);
+    double next = schedule.after_epoch(e, r.loss, lr);
+    if (qtrainer) qtrainer->set_lr(next); else opt->set_lr(next);
+    if (LrSchedule::should_stop(next)) {
+      std::printf("learning rate %g < 1e-6: stopping early\n", next);
+      break;
+    }
+  }
+  std::printf("best test accuracy %.2f%%\n", result.best);
+  if (!o.save_dir.empty()) {
+    std::string dir = o.trials > 1 ? o.save_dir + "/trial" + std::to_string(trial) : o.save_dir;
+    std::filesystem::create_directories(dir);
+    model.save(dir);
+    std::printf("saved the model state to %s/\n", dir.c_str());
+  }
+  return result;
+}
+
+int run_trials(const Options& o, bool quantized) {
+  if (o.threads > 0) set_num_threads(o.threads);
+  std::vector<TrialResult> results;
+  for (int t = 0; t < o.trials; ++t) results.push_back(run_trial(o, quantized, t));
+  if (o.trials > 1) {
+    auto mean_var = [](const std::vector<double>& v) {
+      double m = std::accumulate(v.begin(), v.end(), 0.0) / v.size(), s = 0;
+      for (double x : v) s += (x - m) * (x - m);
+      return std::pair{m, s / v.size()};
+    };
+    std::vector<double> best, last10;
+    for (auto& r : results) {
+      best.push_back(r.best);
+      size_t k = std::min<size_t>(10, r.test_acc.size());
+      last10.insert(last10.end(), r.test_acc.end() - k, r.test_acc.end());
+    }
+    auto [bm, bv] = mean_var(best);
+    auto [lm, lv] = mean_var(last10);
+    std::printf("%d trials: best test acc %.3f (%.3f), last-10 epochs %.3f (%.3f)  [mean (var)]\n",
+                o.trials, bm, bv, lm, lv);
   }
   return 0;
+}
+
+int run_eval(const Options& o, bool quantized) {
+  if (o.threads > 0) set_num_threads(o.threads);
+  MQ_CHECK(!o.pretrained.empty(), "eval: --pretrained PATH is required (.npy directory, "
+           "mq checkpoint or .pth)");
+  Device device = Device::parse(o.device);
+  Dataset test_set = load_dataset(o.dataset, o.data_dir, Split::test);
+  DataLoader test(test_set, {.batch = size_t(o.batch), .shuffle = false, .augment = false,
+                             .augmentation = {}, .seed = o.seed,
+                             .normalization = dataset_normalization(o.dataset)});
+  QuantizedLayerFactory qfactory({parse_quantizer(o.quantizer), o.bits});
+  ResNetCifar model(parse_depth(o.model), dataset_classes(o.dataset), test_set.channels, o.seed,
+                    quantized ? static_cast<const LayerFactory&>(qfactory) : default_layer_factory());
+  model.load_state_dict(load_state_any(o.pretrained), true);
+  model.to(device);
+  std::printf("test accuracy %.2f%% (%zu images, %s)\n", evaluate(model, test, device),
+              test_set.size(), quantized ? "quantized" : "full precision");
+  return 0;
+}
+
+std::vector<std::string> normalize_args(int argc, char** argv) {
+  static const std::map<std::string, std::string> aliases = {
+      {"-bs", "--batch-size"}, {"-lr", "--lr"},     {"-bw", "--bits"}, {"-ad", "--lr-adjust"},
+      {"-meta", "--meta"},     {"-hidden", "--hidden"}, {"-nfc", "--nfc"}, {"-q", "--quantize"}};
+  std::vector<std::string> out;
+  for (int i = argc - 1; i >= 1; --i) {  // CLI11 parses a reversed vector
+    auto it = aliases.find(argv[i]);
+    out.push_back(it != aliases.end() ? it->second : argv[i]);
+  }
+  return out;
 }
 
 }  // namespace
@@ -119,21 +238,53 @@ int run_pretrain(const CommonOptions& c, int epochs, double lr, const std::strin
 int main(int argc, char** argv) {
   CLI::App app{"mqtrain: train weight-quantized ResNets with MetaQuant"};
   app.require_subcommand(1);
+  Options o;
 
-  CommonOptions pre;
-  int epochs = 100, lr_adjust = 30;
-  double lr = 1e-3;
-  std::string opt_name = "SGD", save_dir;
   auto* pretrain = app.add_subcommand("pretrain", "train a full-precision model");
-  add_common(*pretrain, pre);
-  pretrain->add_option("-n,--epochs", epochs, "epochs")->check(CLI::Range(1, 100000))
+  add_common(*pretrain, o);
+  add_training(*pretrain, o);
+  pretrain->add_option("--save", o.save_dir, "directory for the final model state (.npy files)");
+
+  auto* quantize = app.add_subcommand("quantize", "quantize a model: STE baseline or MetaQuant");
+  add_common(*quantize, o);
+  add_training(*quantize, o);
+  quantize->add_option("--backward,--meta", o.backward, "ste|MultiFC|FC-Grad|LSTMFC (-meta)")
       ->capture_default_str();
-  pretrain->add_option("--lr", lr, "learning rate (-lr)")->check(CLI::PositiveNumber)
+  quantize->add_option("--quantize", o.quantizer, "dorefa|bwn|bwn-f|ternary (-q)")
       ->capture_default_str();
-  pretrain->add_option("-o,--optimizer", opt_name, "SGD|SGD-M|Adam")->capture_default_str();
-  pretrain->add_option("--lr-adjust", lr_adjust, "multiply lr by 0.1 every N epochs (-ad)")
+  quantize->add_option("--bits", o.bits, "weight bits 1..8 (-bw)")->check(CLI::Range(1, 8))
       ->capture_default_str();
-  pretrain->add_option("--save", save_dir, "directory for the final model state (.npy files)");
+  quantize->add_option("--hidden", o.hidden, "meta network hidden size (-hidden)")
+      ->check(CLI::Range(1, 100000))->capture_default_str();
+  quantize->add_option("--nfc", o.num_fc, "MultiFC layers >= 2 (-nfc)")->check(CLI::Range(2, 64))
+      ->capture_default_str();
+  quantize->add_option("--meta-act", o.meta_act, "none|relu|tanh")->capture_default_str();
+  quantize->add_flag("--meta-lr-follows-lr", o.meta_lr_follows,
+                     "decay the meta lr with the base lr (the paper) instead of keeping it");
+  quantize->add_option("--pretrained", o.pretrained,
+                       "full-precision state: .npy directory, mq checkpoint or .pth");
+  quantize->add_option("--save", o.save_dir, "directory for the final model state (.npy files)");
+
+  auto* eval = app.add_subcommand("eval", "test accuracy of a saved model");
+  add_common(*eval, o);
+  bool eval_quantized = false;
+  eval->add_option("--pretrained", o.pretrained, "model state: .npy directory, checkpoint or .pth")
+      ->required();
+  eval->add_flag("--quantized", eval_quantized, "evaluate with quantized weights Q(A(W))");
+  eval->add_option("--quantize", o.quantizer, "dorefa|bwn|bwn-f|ternary (-q)");
+  eval->add_option("--bits", o.bits, "weight bits 1..8 (-bw)")->check(CLI::Range(1, 8));
+
+  std::string pth_in, pth_out;
+  auto* import = app.add_subcommand("import-pth", "convert a PyTorch state dict to .npy files");
+  import->add_option("FILE", pth_in, "PyTorch checkpoint (.pth, zip or legacy format)")->required();
+  import->add_option("OUT", pth_out, "output directory of <name>.npy files")->required();
+
+  std::string golden_dir, golden_case;
+  auto* verify = app.add_subcommand("verify-golden", "replay golden reference traces");
+  verify->add_option("DIR", golden_dir, "golden directory (with manifest.json)")->required();
+  verify->add_option("--case", golden_case, "run only this case");
+  int verify_threads = 0;
+  verify->add_option("--threads", verify_threads, "CPU threads")->check(CLI::Range(0, 1024));
 
   try {
     app.parse(normalize_args(argc, argv));
@@ -141,7 +292,23 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
-    if (*pretrain) return run_pretrain(pre, epochs, lr, opt_name, lr_adjust, save_dir);
+    if (*pretrain) return run_trials(o, false);
+    if (*quantize) return run_trials(o, true);
+    if (*eval) return run_eval(o, eval_quantized);
+    if (*import) {
+      PthInfo info;
+      TensorMap state = load_pth(pth_in, &info);
+      save_npy_dir(pth_out, state);
+      std::printf("imported %zu tensors from %s (%s format%s) into %s/\n", state.size(),
+                  pth_in.c_str(), info.format.c_str(),
+                  info.wrapper_key.empty() ? "" : (", under '" + info.wrapper_key + "'").c_str(),
+                  pth_out.c_str());
+      return 0;
+    }
+    if (*verify) {
+      if (verify_threads > 0) set_num_threads(verify_threads);
+      return golden::verify_golden_dir(golden_dir, golden_case, std::cout) ? 0 : 1;
+    }
   } catch (const Error& e) {
     std::fprintf(stderr, "mqtrain: error: %s\n", e.what());
     return 1;

@@ -52,8 +52,17 @@ inline void valid_range(int64_t out, int64_t len, int64_t stride, int64_t pad, i
   while (hi > lo && (hi - 1) * stride - pad + off >= len) --hi;
 }
 
+// Row of (ci, ri, si) in the columns: (ci, ri, si) order by default; with channel blocks of
+// `cb` > 0: (ci / cb, ri, si, ci % cb), the order in which PyTorch's (oneDNN) f32 conv forward
+// sums (see forward_impl).
+inline int64_t col_row(const ConvGeom& g, int64_t ci, int64_t ri, int64_t si, int64_t cb) {
+  if (cb <= 0) return (ci * g.r + ri) * g.s + si;
+  const int64_t blk = ci / cb, width = std::min(cb, g.c - blk * cb);
+  return blk * cb * g.r * g.s + (ri * g.s + si) * width + ci % cb;
+}
+
 template <class T>
-void im2col(const T* x, const ConvGeom& g, T* col) {
+void im2col(const T* x, const ConvGeom& g, T* col, int64_t cb = 0) {
   const int64_t pq = g.pq();
   for (int64_t ci = 0; ci < g.c; ++ci) {
     const T* xc = x + ci * g.h * g.w;
@@ -61,7 +70,7 @@ void im2col(const T* x, const ConvGeom& g, T* col) {
       int64_t p0, p1;
       valid_range(g.p, g.h, g.stride, g.pad, ri, p0, p1);
       for (int64_t si = 0; si < g.s; ++si) {
-        T* row = col + ((ci * g.r + ri) * g.s + si) * pq;
+        T* row = col + col_row(g, ci, ri, si, cb) * pq;
         int64_t q0, q1;
         valid_range(g.q, g.w, g.stride, g.pad, si, q0, q1);
         std::fill(row, row + p0 * g.q, T(0));
@@ -126,12 +135,50 @@ void conv_gemm(int64_t m, int64_t n, int64_t kd, const T* a, int64_t ars, int64_
   else C.noalias() = CMapMat<T>(a, kd, m).transpose() * B;
 }
 
+// f32 forward sums each output as PyTorch 1.13's CPU (oneDNN) f32 convolution does, so float
+// rounding matches it bit for bit (a ReLU mask decided by the last bit changes the gradient by
+// a whole element; the golden traces are PyTorch f32 runs): per block of 16 input channels one
+// FMA chain over (r, s, c), the block sums added in channel order; a 1x1 conv is one chain over
+// c. The columns and W are laid out in that order and the GEMM's depth blocks are the channel
+// blocks.
+constexpr int64_t kFwdChannelBlock = 16;
+
 template <class T>
 void forward_impl(const Tensor& xt, const Tensor& wt, Tensor& yt, const ConvGeom& g) {
   const T* x = xt.data<T>();
   const T* w = wt.data<T>();
   T* y = yt.data<T>();
   const int64_t crs = g.crs(), pq = g.pq();
+#if MQ_HAVE_SGEMM_KERNEL
+  if constexpr (std::is_same_v<T, float>) {
+    const bool blocked = g.r * g.s > 1;
+    const int64_t cb = blocked ? kFwdChannelBlock : 0;
+    const int64_t kc = blocked ? std::min(g.c, kFwdChannelBlock) * g.r * g.s : int64_t(1) << 40;
+    std::vector<float> wp;
+    const float* wa = w;
+    if (blocked) {
+      wp.resize(size_t(g.k * crs));
+      for (int64_t k = 0; k < g.k; ++k)
+        for (int64_t ci = 0; ci < g.c; ++ci)
+          for (int64_t ri = 0; ri < g.r; ++ri)
+            for (int64_t si = 0; si < g.s; ++si)
+              wp[k * crs + col_row(g, ci, ri, si, cb)] = w[k * crs + (ci * g.r + ri) * g.s + si];
+      wa = wp.data();
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < g.n; ++n) {
+      const float* xn = x + n * g.c * g.h * g.w;
+      const float* col = xn;
+      if (!g.pointwise()) {
+        float* buf = scratch<float>(size_t(crs * pq), 0);
+        im2col(xn, g, buf, cb);
+        col = buf;
+      }
+      sgemm(g.k, pq, crs, wa, crs, 1, col, pq, y + n * g.k * pq, pq, false, kc);
+    }
+    return;
+  }
+#endif
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < g.n; ++n) {
     const T* xn = x + n * g.c * g.h * g.w;

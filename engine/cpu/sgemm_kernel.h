@@ -80,17 +80,19 @@ inline MicroFn pick(int r, int v) {
 
 }  // namespace sgemm_detail
 
-// C = A * B (accumulate = false) or C += A * B.
+// C = A * B (accumulate = false) or C += A * B. The depth is summed in blocks of `kc`: each
+// block is one FMA chain from zero, added to C in block order (C = C + block).
 inline void sgemm(int64_t m, int64_t n, int64_t kd, const float* a, int64_t ars, int64_t acs,
-                  const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+                  const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate,
+                  int64_t kc_max = sgemm_detail::kKc) {
   using namespace sgemm_detail;
   if (kd == 0) {
     if (!accumulate)
       for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.f);
     return;
   }
-  for (int64_t k0 = 0; k0 < kd; k0 += kKc) {
-    const int64_t kc = std::min(kKc, kd - k0);
+  for (int64_t k0 = 0; k0 < kd; k0 += kc_max) {
+    const int64_t kc = std::min(kc_max, kd - k0);
     const bool acc = accumulate || k0 > 0;
     for (int64_t j0 = 0; j0 < n; j0 += 16 * kNv) {
       const int64_t nj = std::min<int64_t>(16 * kNv, n - j0);

@@ -5,6 +5,7 @@
 #include "engine/dispatch.h"
 #include "engine/ops.h"
 #include "engine/optim/adam_math.h"
+#include "kernels/optim/adam.h"
 
 namespace mq {
 
@@ -155,8 +156,6 @@ void Adam::update(bool refine_only) {
     Tensor& p = param(i);
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    MQ_CHECK(p.is_cpu(), "Adam on {}: the CUDA Adam kernel is not built yet; train with "
-             "--device cpu or the SGD optimizer", p.device().str());
     if (!exp_avg_[i].defined()) {
       exp_avg_[i] = Tensor::zeros(p.shape(), p.dtype(), p.device());
       exp_avg_sq_[i] = Tensor::zeros(p.shape(), p.dtype(), p.device());
@@ -166,6 +165,21 @@ void Adam::update(bool refine_only) {
     double bc2 = 1 - std::pow(beta2, double(step));
     // refine() writes d into a fresh .grad; step() writes p and leaves .grad untouched.
     Tensor out = refine_only ? Tensor::empty(p.shape(), p.dtype(), p.device()) : p;
+    if (p.is_cuda()) {
+      MQ_CHECK(p.dtype() == DType::f32, "Adam on CUDA needs f32 parameters, got {}",
+               p.describe());
+      [[maybe_unused]] optim::AdamScalars<float> s{float(beta1), float(1 - beta1), float(beta2), float(1 - beta2),
+                                  float(eps), float(weight_decay),
+                                  float(refine_only ? std::sqrt(bc2) / bc1 : lr_ / bc1),
+                                  float(std::sqrt(bc2))};
+      MQ_CUDA_CALL(kernels::adam_cuda(
+          static_cast<float*>(p.raw_data()), static_cast<const float*>(g.raw_data()),
+          static_cast<float*>(exp_avg_[i].raw_data()), static_cast<float*>(exp_avg_sq_[i].raw_data()),
+          static_cast<float*>(out.raw_data()), p.numel(), s, refine_only,
+          cuda::stream(p.device().index)));
+      if (refine_only) p.set_grad(out);
+      continue;
+    }
     dispatch_floating(p.dtype(), "Adam", [&](auto tag) {
       using T = decltype(tag);
       optim::AdamScalars<T> s{T(beta1),

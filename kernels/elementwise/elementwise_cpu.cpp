@@ -3,18 +3,43 @@
 namespace mq::kernels {
 namespace {
 constexpr int64_t kParallelMin = 1 << 15;  // below this, threading costs more than it saves
+
+// The op is a template argument so each loop is specialized and vectorizes; a runtime switch
+// inside the loop would keep it scalar.
+template <UnaryOp Op, class T>
+void unary_loop(const T* x, T* y, int64_t n) {
+#pragma omp parallel for simd if (n > kParallelMin) schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] = apply_unary(Op, x[i]);
 }
+
+template <BinaryOp Op, class T>
+void binary_loop(const T* a, const T* b, T* y, int64_t n) {
+#pragma omp parallel for simd if (n > kParallelMin) schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] = apply_binary(Op, a[i], b[i]);
+}
+}  // namespace
 
 template <class T>
 void unary_cpu(UnaryOp op, const T* x, T* y, int64_t n) {
-#pragma omp parallel for simd if (n > kParallelMin) schedule(static)
-  for (int64_t i = 0; i < n; ++i) y[i] = apply_unary(op, x[i]);
+  switch (op) {
+    case UnaryOp::neg: return unary_loop<UnaryOp::neg>(x, y, n);
+    case UnaryOp::relu: return unary_loop<UnaryOp::relu>(x, y, n);
+    case UnaryOp::tanh: return unary_loop<UnaryOp::tanh>(x, y, n);
+    case UnaryOp::abs: return unary_loop<UnaryOp::abs>(x, y, n);
+    case UnaryOp::sign: return unary_loop<UnaryOp::sign>(x, y, n);
+  }
 }
 
 template <class T>
 void binary_cpu(BinaryOp op, const T* a, const T* b, T* y, int64_t n) {
-#pragma omp parallel for simd if (n > kParallelMin) schedule(static)
-  for (int64_t i = 0; i < n; ++i) y[i] = apply_binary(op, a[i], b[i]);
+  switch (op) {
+    case BinaryOp::add: return binary_loop<BinaryOp::add>(a, b, y, n);
+    case BinaryOp::sub: return binary_loop<BinaryOp::sub>(a, b, y, n);
+    case BinaryOp::mul: return binary_loop<BinaryOp::mul>(a, b, y, n);
+    case BinaryOp::relu_grad: return binary_loop<BinaryOp::relu_grad>(a, b, y, n);
+    case BinaryOp::tanh_grad: return binary_loop<BinaryOp::tanh_grad>(a, b, y, n);
+    case BinaryOp::abs_grad: return binary_loop<BinaryOp::abs_grad>(a, b, y, n);
+  }
 }
 
 template <class T>
@@ -29,10 +54,10 @@ void axpy_cpu(T alpha, const T* x, T* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
-#define MQ_INSTANTIATE(T)                                              \
-  template void unary_cpu<T>(UnaryOp, const T*, T*, int64_t);          \
+#define MQ_INSTANTIATE(T)                                                 \
+  template void unary_cpu<T>(UnaryOp, const T*, T*, int64_t);             \
   template void binary_cpu<T>(BinaryOp, const T*, const T*, T*, int64_t); \
-  template void affine_cpu<T>(const T*, T*, int64_t, T, T);            \
+  template void affine_cpu<T>(const T*, T*, int64_t, T, T);               \
   template void axpy_cpu<T>(T, const T*, T*, int64_t);
 MQ_INSTANTIATE(float)
 MQ_INSTANTIATE(double)

@@ -39,6 +39,9 @@ dim3 grid_for(int64_t per, int64_t channels, bool vec) {
   return dim3(static_cast<unsigned>(bx), static_cast<unsigned>(channels));
 }
 
+// Per-channel kernels put the channel on grid y, which CUDA caps at 65535: launch in chunks.
+constexpr int64_t kMaxGridY = 65535;
+
 bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 __device__ __forceinline__ float4 load4(const float* p, int64_t j) {
@@ -264,16 +267,22 @@ void launch_dorefa_forward(const float* w, int64_t n, float* w_tilde, float* w_h
 
 template <bool Vec>
 void launch_abs_sum(const float* w, int64_t per, int64_t channels, double* sums, cudaStream_t s) {
-  abs_sum_kernel<Vec><<<grid_for(per, channels, Vec), kThreads, 0, s>>>(w, per, sums);
-  check_launch("abs_sum_kernel");
+  for (int64_t c0 = 0; c0 < channels; c0 += kMaxGridY) {
+    const int64_t chunk = std::min(kMaxGridY, channels - c0);
+    abs_sum_kernel<Vec><<<grid_for(per, chunk, Vec), kThreads, 0, s>>>(w + c0 * per, per, sums + c0);
+    check_launch("abs_sum_kernel");
+  }
 }
 
 template <bool Ternary, bool Vec>
 void launch_sign_forward(const float* w, int64_t per, int64_t channels, const float* scale,
                          const double* ws, float* w_tilde, float* w_hat, cudaStream_t s) {
-  sign_forward_kernel<Ternary, Vec><<<grid_for(per, channels, Vec), kThreads, 0, s>>>(
-      w, per, scale, ws, per * channels, w_tilde, w_hat);
-  check_launch("sign_forward_kernel");
+  for (int64_t c0 = 0; c0 < channels; c0 += kMaxGridY) {
+    const int64_t chunk = std::min(kMaxGridY, channels - c0), off = c0 * per;
+    sign_forward_kernel<Ternary, Vec><<<grid_for(per, chunk, Vec), kThreads, 0, s>>>(
+        w + off, per, scale + c0, ws, per * channels, w_tilde ? w_tilde + off : nullptr, w_hat + off);
+    check_launch("sign_forward_kernel");
+  }
 }
 }  // namespace
 
@@ -324,12 +333,17 @@ void quantize_backward_cuda(Quantizer q, const float* w, const float* g_hat, con
   auto s = static_cast<cudaStream_t>(stream);
   const int64_t per = n / channels;
   const bool vec = per % 4 == 0 && aligned16(w) && aligned16(g_hat) && aligned16(g_w);
-  const dim3 grid = grid_for(per, channels, vec);
   const bool dorefa = q == Quantizer::dorefa;
-  if (dorefa && vec) backward_kernel<true, true><<<grid, kThreads, 0, s>>>(w, g_hat, scale, per, g_w);
-  if (dorefa && !vec) backward_kernel<true, false><<<grid, kThreads, 0, s>>>(w, g_hat, scale, per, g_w);
-  if (!dorefa && vec) backward_kernel<false, true><<<grid, kThreads, 0, s>>>(w, g_hat, scale, per, g_w);
-  if (!dorefa && !vec) backward_kernel<false, false><<<grid, kThreads, 0, s>>>(w, g_hat, scale, per, g_w);
+  for (int64_t c0 = 0; c0 < channels; c0 += kMaxGridY) {
+    const int64_t chunk = std::min(kMaxGridY, channels - c0), off = c0 * per;
+    const dim3 grid = grid_for(per, chunk, vec);
+    const float *wc = w + off, *gc = g_hat + off, *sc = scale + c0;
+    float* oc = g_w + off;
+    if (dorefa && vec) backward_kernel<true, true><<<grid, kThreads, 0, s>>>(wc, gc, sc, per, oc);
+    if (dorefa && !vec) backward_kernel<true, false><<<grid, kThreads, 0, s>>>(wc, gc, sc, per, oc);
+    if (!dorefa && vec) backward_kernel<false, true><<<grid, kThreads, 0, s>>>(wc, gc, sc, per, oc);
+    if (!dorefa && !vec) backward_kernel<false, false><<<grid, kThreads, 0, s>>>(wc, gc, sc, per, oc);
+  }
   check_launch("quantize backward_kernel");
 }
 
