@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
   CLI::App app{"mq whole-step benchmark: ResNet20 full-precision training and eval"};
   int batch = 128, threads = 2, steps = 10, warmup = 3, depth = 20;
   std::string device_name = "cpu";
-  bool json = false;
+  bool json = false, tf32 = false;
   app.add_option("--batch", batch, "images per step")->check(CLI::Range(1, 4096));
   app.add_option("--threads", threads, "CPU threads")->check(CLI::Range(1, 256));
   app.add_option("--steps", steps, "timed steps")->check(CLI::Range(1, 100000));
@@ -44,12 +44,14 @@ int main(int argc, char** argv) {
   app.add_option("--depth", depth, "ResNet depth (20, 32, 44, 56, 110)");
   app.add_option("--device", device_name, "cpu, cuda, cuda:N or auto");
   app.add_flag("--json", json, "print one JSON line");
+  app.add_flag("--tf32", tf32, "allow TF32 tensor-core math on CUDA (off by default)");
   CLI11_PARSE(app, argc, argv);
 
   try {
     double rss_idle = peak_rss_mb();
     set_num_threads(threads);
     Device device = Device::parse(device_name);
+    if (device.is_cuda()) cuda::set_allow_tf32(tf32);
     ResNetCifar model(depth, 10, 3, /*seed=*/0);
     model.to(device);
     SGD opt(model.parameters(), 1e-3);

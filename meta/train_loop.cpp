@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "engine/ops.h"
+#include "engine/transfer.h"
 
 namespace mq {
 namespace {
@@ -21,8 +22,9 @@ EpochResult train_epoch(ResNetCifar& model, DataLoader& loader, Optimizer& optim
   int64_t correct = 0;
   auto t0 = std::chrono::steady_clock::now();
   size_t b = 0;
+  BatchUploader images(device), labels(device);
   for (Batch batch; loader.next(batch); ++b) {
-    Tensor x = batch.images.to(device), y = batch.labels.to(device);
+    Tensor x = images.upload(batch.images), y = labels.upload(batch.labels);
     optimizer.zero_grad();
     Tensor logits = model.forward(x);
     Tensor loss = cross_entropy(logits, y);
@@ -59,9 +61,10 @@ double evaluate(ResNetCifar& model, DataLoader& loader, Device device) {
   model.eval();
   loader.start_epoch(0);
   int64_t correct = 0, total = 0;
+  BatchUploader images(device), labels(device);
   for (Batch batch; loader.next(batch);) {
-    Tensor logits = model.forward(batch.images.to(device));
-    correct += count_correct(logits, batch.labels.to(device));
+    Tensor logits = model.forward(images.upload(batch.images));
+    correct += count_correct(logits, labels.upload(batch.labels));
     total += static_cast<int64_t>(batch.size());
   }
   model.train();

@@ -1,5 +1,7 @@
 #include "meta/trainers.h"
 
+#include "engine/transfer.h"
+
 #include <chrono>
 #include <cmath>
 
@@ -184,8 +186,9 @@ EpochResult train_epoch(QuantTrainer& trainer, DataLoader& loader, Device device
   auto t0 = std::chrono::steady_clock::now();
   auto since = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   size_t b = 0;
+  BatchUploader images(device), labels(device);
   for (Batch batch; loader.next(batch); ++b) {
-    Tensor x = batch.images.to(device), y = batch.labels.to(device);
+    Tensor x = images.upload(batch.images), y = labels.upload(batch.labels);
     StepOutput out = trainer.step(x, y);
     loss_sum += out.loss * batch.size();
     correct += count_correct(out.logits, y);

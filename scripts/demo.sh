@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
-./build/mqtrain pretrain -d synthetic:2000 -n 2 -bs 128 -lr 0.05 -o SGD-M --device auto "$@"
+./build/mqtrain pretrain -d synthetic:2000 -n 4 -bs 64 -lr 0.02 -o SGD-M --device auto "$@"

@@ -11,6 +11,7 @@
 #include <numeric>
 
 #include "data/registry.h"
+#include "engine/cuda/cuda_api.h"
 #include "engine/io/checkpoint.h"
 #include "engine/io/npy.h"
 #include "engine/io/pth.h"
@@ -35,6 +36,7 @@ struct Options {
   std::string backward = "MultiFC", quantizer = "dorefa", pretrained, meta_act = "none";
   int bits = 1, hidden = 100, num_fc = 3;
   bool meta_lr_follows = false;
+  bool tf32 = false;
 };
 
 void add_common(CLI::App& cmd, Options& o) {
@@ -49,6 +51,14 @@ void add_common(CLI::App& cmd, Options& o) {
   cmd.add_option("--threads", o.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024));
   cmd.add_option("--seed", o.seed, "drives initialization, shuffling and augmentation")
       ->capture_default_str();
+  cmd.add_flag("--tf32", o.tf32, "allow TF32 tensor-core math on CUDA (off by default)");
+}
+
+// Resolves --device and applies device-wide settings.
+Device select_device(const Options& o) {
+  Device device = Device::parse(o.device);
+  if (device.is_cuda()) cuda::set_allow_tf32(o.tf32);
+  return device;
 }
 
 void add_training(CLI::App& cmd, Options& o) {
@@ -92,7 +102,7 @@ struct TrialResult {
 
 TrialResult run_trial(const Options& o, bool quantized, int trial) {
   uint64_t seed = o.seed + trial;
-  Device device = Device::parse(o.device);
+  Device device = select_device(o);
   int classes = dataset_classes(o.dataset);
   Dataset train_set = load_dataset(o.dataset, o.data_dir, Split::train);
   Dataset test_set = load_dataset(o.dataset, o.data_dir, Split::test);
@@ -206,7 +216,7 @@ int run_eval(const Options& o, bool quantized) {
   if (o.threads > 0) set_num_threads(o.threads);
   MQ_CHECK(!o.pretrained.empty(), "eval: --pretrained PATH is required (.npy directory, "
            "mq checkpoint or .pth)");
-  Device device = Device::parse(o.device);
+  Device device = select_device(o);
   Dataset test_set = load_dataset(o.dataset, o.data_dir, Split::test);
   DataLoader test(test_set, {.batch = size_t(o.batch), .shuffle = false, .augment = false,
                              .augmentation = {}, .seed = o.seed,
