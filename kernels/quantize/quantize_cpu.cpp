@@ -50,6 +50,33 @@ double range_sum(const T* __restrict w, int64_t b, int64_t e, F f) {
   return s;
 }
 
+// Sum and count of |w| above delta over [b, e), in the lane order of range_sum. A plain
+// function: the capturing lambdas this replaces stayed scalar (GCC did not inline them into the
+// SIMD loop), costing ~6 ns per element.
+template <class T>
+void range_above(const T* __restrict w, int64_t b, int64_t e, T delta, double& sum,
+                 double& count) {
+  constexpr int kLanes = 16;
+  double as[kLanes] = {}, ac[kLanes] = {};
+  int64_t i = b;
+  for (; i + kLanes <= e; i += kLanes)
+#pragma omp simd
+    for (int j = 0; j < kLanes; ++j) {
+      const T a = abs_of(w[i + j]);
+      const bool above = a > delta;
+      as[j] += above ? static_cast<double>(a) : 0.0;
+      ac[j] += above ? 1.0 : 0.0;
+    }
+  double s = 0, c = 0;
+  for (; i < e; ++i) {
+    const T a = abs_of(w[i]);
+    if (a > delta) s += static_cast<double>(a), c += 1.0;
+  }
+  for (int j = 0; j < kLanes; ++j) s += as[j], c += ac[j];
+  sum = s;
+  count = c;
+}
+
 template <class T>
 T range_max_tanh(const T* __restrict w, int64_t b, int64_t e) {
   constexpr int kLanes = 16;
@@ -141,8 +168,8 @@ void ternary_forward(const T* w, int64_t n, T* w_tilde, T* w_hat, T* scale) {
   const T delta = ternary_threshold(static_cast<T>(total / static_cast<double>(n)));
   std::vector<double> part_sum(static_cast<size_t>(nt), 0.0), part_count(static_cast<size_t>(nt), 0.0);
   for_segments(n, n, nt, [&](int64_t b, int64_t e, int64_t, int t) {
-    const double s = range_sum(w, b, e, [delta](T x) { return abs_of(x) > delta ? abs_of(x) : T(0); });
-    const double c = range_sum(w, b, e, [delta](T x) { return abs_of(x) > delta ? T(1) : T(0); });
+    double s = 0, c = 0;
+    range_above(w, b, e, delta, s, c);
     part_sum[t] += s;
     part_count[t] += c;
   });
