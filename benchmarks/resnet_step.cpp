@@ -15,6 +15,7 @@
 #include "engine/ops.h"
 #include "engine/optim/optimizer.h"
 #include "engine/parallel.h"
+#include "meta/trainers.h"
 #include "models/resnet_cifar.h"
 
 using namespace mq;
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
   int batch = 128, threads = 2, steps = 10, warmup = 3, depth = 20;
   std::string device_name = "cpu";
   bool json = false, tf32 = false;
+  std::string mode = "fp";
   app.add_option("--batch", batch, "images per step")->check(CLI::Range(1, 4096));
   app.add_option("--threads", threads, "CPU threads")->check(CLI::Range(1, 256));
   app.add_option("--steps", steps, "timed steps")->check(CLI::Range(1, 100000));
@@ -44,6 +46,10 @@ int main(int argc, char** argv) {
   app.add_option("--depth", depth, "ResNet depth (20, 32, 44, 56, 110)");
   app.add_option("--device", device_name, "cpu, cuda, cuda:N or auto");
   app.add_flag("--json", json, "print one JSON line");
+  app.add_option("--mode", mode,
+                 "fp (full precision), ste (dorefa 1 bit, STE) or a MetaQuant meta net: "
+                 "MultiFC|FC-Grad|LSTMFC (dorefa 1 bit, hidden 100)")
+      ->capture_default_str();
   app.add_flag("--tf32", tf32, "allow TF32 tensor-core math on CUDA (off by default)");
   CLI11_PARSE(app, argc, argv);
 
@@ -52,9 +58,26 @@ int main(int argc, char** argv) {
     set_num_threads(threads);
     Device device = Device::parse(device_name);
     if (device.is_cuda()) cuda::set_allow_tf32(tf32);
-    ResNetCifar model(depth, 10, 3, /*seed=*/0);
+    MQ_CHECK(mode == "fp" || mode == "ste" || mode == "MultiFC" || mode == "FC-Grad" ||
+                 mode == "LSTMFC",
+             "--mode '{}': expected fp, ste, MultiFC, FC-Grad or LSTMFC", mode);
+    QuantizedLayerFactory qfactory({Quantizer::dorefa, 1});
+    bool quantized = mode != "fp";
+    ResNetCifar model(depth, 10, 3, /*seed=*/0,
+                      quantized ? static_cast<const LayerFactory&>(qfactory)
+                                : default_layer_factory());
     model.to(device);
     SGD opt(model.parameters(), 1e-3);
+    std::unique_ptr<MetaNet> meta;
+    std::unique_ptr<QuantTrainer> trainer;
+    if (mode == "ste") {
+      trainer = std::make_unique<SteTrainer>(model, "SGD", 1e-3);
+    } else if (quantized) {
+      meta = std::make_unique<MetaNet>(MetaNetConfig{parse_meta_kind(mode), 100, 3, MetaAct::none},
+                                       0);
+      meta->to(device);
+      trainer = std::make_unique<MetaQuantTrainer>(model, *meta, MetaQuantOptions{});
+    }
     std::mt19937 rng(0);
     std::normal_distribution<float> nd;
     std::vector<float> xs(size_t(batch) * 3 * 32 * 32);
@@ -74,6 +97,10 @@ int main(int argc, char** argv) {
     // ---- training ----
     model.train();
     auto train_step = [&] {
+      if (trainer) {
+        trainer->step(x, y);
+        return;
+      }
       opt.zero_grad();
       Tensor loss = cross_entropy(model.forward(x), y);
       loss.backward();
@@ -120,6 +147,7 @@ int main(int argc, char** argv) {
     double rss = peak_rss_mb();
     nlohmann::json out = {
         {"impl", "mq"},
+        {"mode", mode},
         {"device", device.str()},
         {"depth", depth},
         {"batch", batch},
@@ -139,8 +167,8 @@ int main(int argc, char** argv) {
     if (json) {
       std::printf("%s\n", out.dump().c_str());
     } else {
-      std::printf("mq ResNet%d on %s, batch %d, %d threads\n", depth, device.str().c_str(), batch,
-                  threads);
+      std::printf("mq ResNet%d (%s) on %s, batch %d, %d threads\n", depth, mode.c_str(),
+                  device.str().c_str(), batch, threads);
       std::printf("  train: %8.1f ms/step  %8.1f images/s\n", t_ms, batch / t_ms * 1e3);
       std::printf("  eval : %8.1f ms/step  %8.1f images/s\n", e_ms, batch / e_ms * 1e3);
       std::printf("  peak RSS %.1f MB (%.1f MB over idle), tensor peak during training %.1f MB\n",
