@@ -232,20 +232,26 @@ FpResult replay_fp(const Set& set, const Case& c, DType dtype) {
   return r;
 }
 
+void Verdict::note(bool pass, const std::string& line) {
+  ok = ok && pass;
+  lines.push_back(std::string(pass ? "ok   " : "FAIL ") + line);
+}
+
+void Verdict::check_losses(const std::vector<double>& losses, const Case& c) {
+  double rel = worst_loss_rel(losses, c.losses);
+  std::string text;
+  for (size_t i = 0; i < losses.size(); ++i)
+    text += fmt::format("{}{:.7f}/{:.7f}", i ? " " : "", losses[i],
+                        i < c.losses.size() ? c.losses[i] : NAN);
+  note(rel <= kLossRel,
+       fmt::format("losses (engine/golden): {}; worst relative error {:.3g}", text, rel));
+}
+
 Verdict verify_fp(const Set& set, const Case& c, DType dtype) {
   Verdict v;
   FpResult r = replay_fp(set, c, dtype);
-  auto note = [&](bool ok, const std::string& line) {
-    v.ok = v.ok && ok;
-    v.lines.push_back(std::string(ok ? "ok   " : "FAIL ") + line);
-  };
-  double loss_rel = worst_loss_rel(r.losses, c.losses);
-  std::string losses;
-  for (size_t i = 0; i < r.losses.size(); ++i)
-    losses += fmt::format("{}{:.7f}/{:.7f}", i ? " " : "", r.losses[i],
-                          i < c.losses.size() ? c.losses[i] : NAN);
-  note(loss_rel <= kLossRel,
-       fmt::format("losses (engine/golden): {}; worst relative error {:.3g}", losses, loss_rel));
+  auto note = [&](bool ok, const std::string& line) { v.note(ok, line); };
+  v.check_losses(r.losses, c);
 
   TensorDiff logits =
       compare_tensor("step1.logits", r.step1_logits, set.load_one(c, "step1.logits"),

@@ -97,6 +97,11 @@ FpResult replay_fp(const Set& set, const Case& c, DType dtype = DType::f32);
 struct Verdict {
   bool ok = true;
   std::vector<std::string> lines;  // human-readable findings, worst errors included
+
+  // Records one finding ("ok   ..." or "FAIL ...").
+  void note(bool pass, const std::string& line);
+  // The per-step losses against the case's, within kLossRel.
+  void check_losses(const std::vector<double>& losses, const Case& c);
 };
 // Replays an fp case and checks every quantity golden/README.md specifies.
 Verdict verify_fp(const Set& set, const Case& c, DType dtype = DType::f32);

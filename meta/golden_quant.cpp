@@ -92,17 +92,8 @@ TensorDiff compare_signs(const std::string& name, const Tensor& actual, const Te
 Verdict verify_quant(const Set& set, const Case& c) {
   Verdict v;
   QuantResult r = replay_quant(set, c);
-  auto note = [&](bool ok, const std::string& line) {
-    v.ok = v.ok && ok;
-    v.lines.push_back(std::string(ok ? "ok   " : "FAIL ") + line);
-  };
-  double loss_rel = worst_loss_rel(r.losses, c.losses);
-  std::string losses;
-  for (size_t i = 0; i < r.losses.size(); ++i)
-    losses += fmt::format("{}{:.7f}/{:.7f}", i ? " " : "", r.losses[i],
-                          i < c.losses.size() ? c.losses[i] : NAN);
-  note(loss_rel <= kLossRel,
-       fmt::format("losses (engine/golden): {}; worst relative error {:.3g}", losses, loss_rel));
+  auto note = [&](bool ok, const std::string& line) { v.note(ok, line); };
+  v.check_losses(r.losses, c);
   if (c.mode == "ste") {
     TensorDiff logits = compare_tensor("step1.logits", r.step1_logits,
                                        set.load_one(c, "step1.logits"), Rule::allclose);

@@ -36,46 +36,10 @@ import torch.nn as nn
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "pth")
 
 
-# ---- ResNet20 for CIFAR, names as in METAQUANT.md section 1 --------------------------------
-class BasicBlock(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                            nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        out = torch.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        short = x if self.downsample is None else self.downsample(x)
-        return torch.relu(out + short)
-
-
-class ResNetCifar(nn.Module):
-    def __init__(self, depth=20, classes=10):
-        super().__init__()
-        n = (depth - 2) // 6
-        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        cin = 16
-        for i, (cout, stride) in enumerate([(16, 1), (32, 2), (64, 2)]):
-            blocks = []
-            for b in range(n):
-                blocks.append(BasicBlock(cin, cout, stride if b == 0 else 1))
-                cin = cout
-            setattr(self, "layer%d" % (i + 1), nn.Sequential(*blocks))
-        self.avgpool = nn.AvgPool2d(8)
-        self.fc = nn.Linear(64, classes)
-
-    def forward(self, x):
-        x = torch.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+# ResNet20 for CIFAR with the state_dict names of METAQUANT.md section 1: the same definition
+# the PyTorch side of the whole-step benchmark uses.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
+from resnet_step_torch import ResNetCifar  # noqa: E402
 
 
 def randomize_bn(model, gen):

@@ -1,4 +1,5 @@
 #include "engine/io/checkpoint.h"
+#include "engine/io/file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -244,12 +245,7 @@ void save_checkpoint(const std::string& path, const TensorMap& tensors,
 }
 
 Checkpoint load_checkpoint(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  MQ_CHECK(in, "{}: cannot open the checkpoint ({})", path, std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  MQ_CHECK(!in.bad(), "{}: read error", path);
-  return decode_checkpoint(std::move(ss).str(), path);
+  return decode_checkpoint(read_file(path, "checkpoint"), path);
 }
 
 }  // namespace mq

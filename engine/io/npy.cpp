@@ -1,4 +1,5 @@
 #include "engine/io/npy.h"
+#include "engine/io/file.h"
 
 #include <cstring>
 #include <filesystem>
@@ -132,14 +133,6 @@ uint32_t read_le(const std::string& b, size_t at, int bytes) {
   return v;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  MQ_CHECK(in, "{}: cannot open .npy file (does it exist and is it readable?)", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  MQ_CHECK(!in.bad(), "{}: read error", path);
-  return ss.str();
-}
 }  // namespace
 
 Tensor decode_npy(const std::string& b, const std::string& source) {
@@ -204,7 +197,7 @@ std::string encode_npy(const Tensor& t) {
   return out;
 }
 
-Tensor load_npy(const std::string& path) { return decode_npy(read_file(path), path); }
+Tensor load_npy(const std::string& path) { return decode_npy(read_file(path, ".npy file"), path); }
 
 void save_npy(const std::string& path, const Tensor& t) {
   std::string bytes = encode_npy(t);

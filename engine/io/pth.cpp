@@ -1,4 +1,5 @@
 #include "engine/io/pth.h"
+#include "engine/io/file.h"
 
 #include <cstring>
 #include <fstream>
@@ -414,12 +415,7 @@ TensorMap decode_pth(std::string_view bytes, const std::string& source, PthInfo*
 }
 
 TensorMap load_pth(const std::string& path, PthInfo* info) {
-  std::ifstream in(path, std::ios::binary);
-  MQ_CHECK(in, "{}: cannot open the PyTorch checkpoint ({})", path, std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  MQ_CHECK(!in.bad(), "{}: read error", path);
-  std::string bytes = std::move(ss).str();
+  std::string bytes = read_file(path, "PyTorch checkpoint");
   return decode_pth(bytes, path, info);
 }
 
