@@ -44,4 +44,10 @@ void Normalization::check(int channels) const {
   for (float s : std) MQ_CHECK(s > 0.0f, "normalization std {} must be positive", s);
 }
 
+void Dataset::keep_first(size_t n) {
+  if (n >= size()) return;
+  labels.resize(n);
+  images.resize(n * image_bytes());
+}
+
 }  // namespace mq

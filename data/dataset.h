@@ -29,6 +29,8 @@ struct Dataset {
   void validate() const;
   // Appends another dataset with the same geometry and class count.
   void append(const Dataset& other);
+  // Keeps the first n samples (all of them when n >= size()): quick runs on a subset.
+  void keep_first(size_t n);
 };
 
 // Per-channel normalization applied by the loader: out = (pixel / 255 - mean[c]) / std[c].

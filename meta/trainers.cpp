@@ -2,6 +2,7 @@
 
 #include "engine/transfer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
@@ -18,6 +19,32 @@ double checked_loss(const Tensor& loss, int64_t t) {
   return v;
 }
 
+// Prefixed copies of a sub-state into/out of one checkpoint map.
+void put(TensorMap& out, const std::string& prefix, const std::map<std::string, Tensor>& in) {
+  for (const auto& [k, v] : in) out[prefix + k] = v;
+}
+void put(TensorMap& out, const std::string& prefix, const NamedTensors& in) {
+  for (const auto& [k, v] : in) out[prefix + k] = v;
+}
+TensorMap take(const TensorMap& in, const std::string& prefix) {
+  TensorMap out;
+  for (const auto& [k, v] : in)
+    if (k.starts_with(prefix)) out[k.substr(prefix.size())] = v;
+  return out;
+}
+const Tensor& need(const TensorMap& in, const std::string& key) {
+  auto it = in.find(key);
+  MQ_CHECK(it != in.end(), "trainer state: missing '{}' (checkpoint of another kind of run?)", key);
+  return it->second;
+}
+// A saved tensor shaped like `like`, on its device.
+Tensor restore_like(const TensorMap& in, const std::string& key, const Tensor& like) {
+  const Tensor& t = need(in, key);
+  MQ_CHECK(t.shape() == like.shape() && t.dtype() == like.dtype(),
+           "trainer state: '{}' is {} but this run needs {}", key, t.describe(), like.describe());
+  return t.to(like.device()).clone();
+}
+
 }  // namespace
 
 // ---- STE ----
@@ -31,10 +58,24 @@ StepOutput SteTrainer::step(const Tensor& x, const Tensor& y) {
   opt_->zero_grad();
   Tensor logits = model_.forward(x);
   Tensor loss = cross_entropy(logits, y);
-  StepOutput out{checked_loss(loss, 0), logits.detach()};
+  StepOutput out{checked_loss(loss, t_), logits.detach()};
   loss.backward();
   opt_->step();
+  ++t_;
   return out;
+}
+
+TensorMap SteTrainer::state_dict() const {
+  TensorMap out;
+  put(out, "optim.", opt_->state_dict());
+  out["step"] = Tensor::scalar(double(t_), DType::i64);
+  return out;
+}
+
+void SteTrainer::load_state_dict(const TensorMap& state) {
+  const int64_t t = static_cast<int64_t>(need(state, "step").item());
+  opt_->load_state_dict(take(state, "optim."));
+  t_ = t;
 }
 
 // ---- MetaQuant ----
@@ -125,6 +166,58 @@ StepOutput MetaQuantTrainer::step(const Tensor& x, const Tensor& y) {
   for (auto& l : layers_) l.q->calib = Tensor();
   ++t_;
   return out;
+}
+
+TensorMap MetaQuantTrainer::state_dict() const {
+  TensorMap out;
+  put(out, "optim.", opt_->state_dict());
+  put(out, "meta_optim.", meta_opt_->state_dict());
+  put(out, "meta.", meta_.state_dict());
+  out["step"] = Tensor::scalar(double(t_), DType::i64);
+  out["meta_inputs.g_hat"] = g_all_;
+  out["meta_inputs.w_tilde"] = x_all_;
+  if (!state_.is_zero()) {
+    out["lstm.h"] = state_.h;
+    out["lstm.c"] = state_.c;
+  }
+  // The next step's forward reads the .grad (this step's refined direction) of every quantized
+  // weight (Wm) and quantized-linear bias.
+  for (const auto& [name, p] : model_.named_parameters())
+    if (p.grad().defined()) out["grad." + name] = p.grad();
+  return out;
+}
+
+void MetaQuantTrainer::load_state_dict(const TensorMap& state) {
+  const int64_t t = static_cast<int64_t>(need(state, "step").item());
+  MQ_CHECK(t >= 0, "trainer state: step {} is negative", t);
+  Tensor g = restore_like(state, "meta_inputs.g_hat", g_all_);
+  Tensor x = restore_like(state, "meta_inputs.w_tilde", x_all_);
+  LstmState lstm;
+  if (state.count("lstm.h")) {
+    MQ_CHECK(meta_.config().kind == MetaKind::lstm_fc,
+             "trainer state: holds an LSTM state but this run's meta network is {}",
+             meta_kind_str(meta_.config().kind));
+    Tensor like = Tensor::empty({rows_, meta_.config().hidden}, g_all_.dtype(), g_all_.device());
+    lstm.h = restore_like(state, "lstm.h", like);
+    lstm.c = restore_like(state, "lstm.c", like);
+  }
+  NamedTensors params = model_.named_parameters();
+  std::vector<Tensor> grads(params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    const std::string key = "grad." + params[i].first;
+    if (state.count(key)) grads[i] = restore_like(state, key, params[i].second);
+  }
+  MQ_CHECK(t == 0 || std::any_of(grads.begin(), grads.end(), [](auto& g) { return g.defined(); }),
+           "trainer state: step {} but no weight gradients (MetaQuant steps t > 0 read W.grad)", t);
+  meta_.load_state_dict(take(state, "meta."), true);
+  opt_->load_state_dict(take(state, "optim."));
+  meta_opt_->load_state_dict(take(state, "meta_optim."));
+  g_all_ = g;
+  x_all_ = x;
+  state_ = lstm;
+  t_ = t;
+  for (size_t i = 0; i < params.size(); ++i)
+    if (grads[i].defined()) params[i].second.set_grad(grads[i]);
 }
 
 // ---- schedules ----

@@ -1,6 +1,7 @@
 #pragma once
-// The quantized-training trainers of METAQUANT.md:
+// The trainers of METAQUANT.md:
 //  - SteTrainer (section 5): plain training of a model built with QuantizedLayerFactory
+//    (with default layers it is the full-precision trainer)
 //    (forward with W^ = Q(A(W)), STE backward, PyTorch SGD / Adam without weight decay);
 //  - MetaQuantTrainer (section 4, steps 1-6): the meta network generates every quantized
 //    layer's gradient from (g_W^, W~) of the previous step; the optimizee's rule refines it;
@@ -38,6 +39,12 @@ class QuantTrainer {
   virtual double lr() const = 0;
   virtual void set_lr(double lr) = 0;
   virtual ResNetCifar& model() = 0;
+  // What a resumed run needs beyond the model's state_dict, as named tensors for a checkpoint:
+  // optimizer state(s), and for MetaQuant the meta network, the last step's meta inputs
+  // (g_W^, W~), the LSTM state and the step count. Loading checks names, shapes and dtypes and
+  // moves the tensors to the trainer's device.
+  virtual TensorMap state_dict() const = 0;
+  virtual void load_state_dict(const TensorMap& state) = 0;
 };
 
 class SteTrainer : public QuantTrainer {
@@ -48,11 +55,14 @@ class SteTrainer : public QuantTrainer {
   double lr() const override { return opt_->lr(); }
   void set_lr(double lr) override { opt_->set_lr(lr); }
   ResNetCifar& model() override { return model_; }
+  TensorMap state_dict() const override;
+  void load_state_dict(const TensorMap& state) override;
   Optimizer& optimizer() { return *opt_; }
 
  private:
   ResNetCifar& model_;
   std::unique_ptr<Optimizer> opt_;
+  int64_t t_ = 0;  // steps done (names the iteration when the loss diverges)
 };
 
 struct MetaQuantOptions {
@@ -72,6 +82,8 @@ class MetaQuantTrainer : public QuantTrainer {
   double lr() const override { return opt_->lr(); }
   void set_lr(double lr) override;
   ResNetCifar& model() override { return model_; }
+  TensorMap state_dict() const override;
+  void load_state_dict(const TensorMap& state) override;
 
   int64_t iteration() const { return t_; }  // steps done so far
   int64_t meta_rows() const { return rows_; }  // weights of all quantized layers
@@ -104,6 +116,19 @@ class LrSchedule {
   double after_epoch(int epoch, double loss, double lr);
   static bool should_stop(double lr) { return lr < 1e-6; }
   std::string str() const;
+
+  // The adaptive schedule's memory, saved in checkpoints.
+  struct State {
+    double best = 0;
+    bool have_best = false;
+    int bad = 0;
+  };
+  State state() const { return {best_, have_best_, bad_}; }
+  void restore(const State& s) {
+    best_ = s.best;
+    have_best_ = s.have_best;
+    bad_ = s.bad;
+  }
 
  private:
   int every_ = 0;  // 0: adaptive

@@ -26,7 +26,7 @@ ResNetCifar::ResNetCifar(int depth, int64_t classes, int64_t in_channels, uint64
     : depth_(depth), classes_(classes) {
   bool valid = false;
   for (int d : kValidDepths) valid |= d == depth;
-  MQ_CHECK(valid, "ResNetCifar: unsupported depth {} (choose 20, 32, 44, 56 or 110)", depth);
+  MQ_CHECK(valid, "ResNetCifar: unsupported depth {} (choose 8, 20, 32, 44, 56 or 110)", depth);
   MQ_CHECK(classes > 0, "ResNetCifar: class count must be positive, got {}", classes);
   MQ_CHECK(in_channels > 0, "ResNetCifar: input channels must be positive, got {}", in_channels);
   int n = (depth - 2) / 6;

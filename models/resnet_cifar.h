@@ -1,5 +1,5 @@
 #pragma once
-// ResNet for CIFAR (depth 6n+2: 20, 32, 44, 56, 110) exactly as METAQUANT.md section 1, with
+// ResNet for CIFAR (depth 6n+2: 20, 32, 44, 56, 110; 8 for quick tests) exactly as METAQUANT.md section 1, with
 // PyTorch state_dict names. Convs and fc come from a LayerFactory, so the same model can be
 // built with quantized layers; weight_layers() lists them for the trainers (22 in ResNet20).
 #include <string>
@@ -26,7 +26,7 @@ class BasicBlock : public Module {
 
 class ResNetCifar : public Module {
  public:
-  static constexpr int kValidDepths[] = {20, 32, 44, 56, 110};
+  static constexpr int kValidDepths[] = {8, 20, 32, 44, 56, 110};
 
   // Throws mq::Error for an unsupported depth or class/channel count. Parameters are drawn
   // from `seed` (see reset_parameters).

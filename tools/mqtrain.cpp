@@ -3,6 +3,8 @@
 // are accepted beside the long names.
 #include <CLI/CLI.hpp>
 #include <cmath>
+#include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -18,6 +20,7 @@
 #include "engine/optim/optimizer.h"
 #include "engine/parallel.h"
 #include "meta/golden_quant.h"
+#include "meta/run_checkpoint.h"
 #include "meta/run_log.h"
 #include "meta/trainers.h"
 #include "tools/progress.h"
@@ -37,10 +40,14 @@ struct Options {
   int bits = 1, hidden = 100, num_fc = 3;
   bool meta_lr_follows = false;
   bool tf32 = false;
+  // runs
+  bool resume = false;
+  std::string run_name;
+  int64_t train_subset = 0;
 };
 
 void add_common(CLI::App& cmd, Options& o) {
-  cmd.add_option("-m,--model", o.model, "resnet20|resnet32|resnet44|resnet56|resnet110")
+  cmd.add_option("-m,--model", o.model, "resnet20|resnet32|resnet44|resnet56|resnet110 (resnet8: quick tests)")
       ->capture_default_str();
   cmd.add_option("-d,--dataset", o.dataset, "cifar10|cifar100|fashion-mnist|synthetic[:N]")
       ->capture_default_str();
@@ -72,6 +79,11 @@ void add_training(CLI::App& cmd, Options& o) {
   cmd.add_option("--trials", o.trials, "independent runs (seeds seed..seed+N-1)")
       ->check(CLI::Range(1, 1000));
   cmd.add_option("--results", o.results, "root of the run logs")->capture_default_str();
+  cmd.add_option("--run", o.run_name, "run directory name (default: from the settings and seed)");
+  cmd.add_flag("--resume", o.resume,
+               "continue the last run of these settings from its checkpoint (last complete epoch)");
+  cmd.add_option("--train-subset", o.train_subset, "train on the first N training images only")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
 }
 
 int parse_depth(const std::string& model) {
@@ -83,7 +95,7 @@ int parse_depth(const std::string& model) {
     } catch (const std::exception&) {
     }
   }
-  fail("--model '{}': expected resnet20, resnet32, resnet44, resnet56 or resnet110", model);
+  fail("--model '{}': expected resnet8, resnet20, resnet32, resnet44, resnet56 or resnet110", model);
 }
 
 // A model state from a directory of .npy files, an mq checkpoint or a PyTorch .pth file.
@@ -100,11 +112,43 @@ struct TrialResult {
   std::vector<double> test_acc;
 };
 
+// Test-only fault injection (docs/cli.md): MQ_TEST_FAULT=kill@N sends SIGKILL to this process
+// once N training iterations are done; nan@N turns the weights into NaN there (divergence).
+struct Fault {
+  enum Kind { none, kill, nan } kind = none;
+  int64_t at = 0;
+  static Fault from_env() {
+    const char* v = std::getenv("MQ_TEST_FAULT");
+    if (!v || !*v) return {};
+    std::string s(v);
+    size_t at = s.find('@');
+    Fault f;
+    try {
+      f.at = at == std::string::npos ? -1 : std::stoll(s.substr(at + 1));
+    } catch (const std::exception&) {
+      f.at = -1;
+    }
+    std::string kind = s.substr(0, at);
+    f.kind = kind == "kill" ? kill : kind == "nan" ? nan : none;
+    MQ_CHECK(f.kind != none && f.at >= 0, "MQ_TEST_FAULT='{}': expected kill@N or nan@N", s);
+    return f;
+  }
+  void maybe_fire(int64_t iterations_done, ResNetCifar& model) const {
+    if (kind == none || iterations_done != at) return;
+    if (kind == kill) {
+      std::fflush(stdout);
+      std::raise(SIGKILL);
+    }
+    for (Tensor& p : model.parameters()) p.fill_(std::nan(""));
+  }
+};
+
 TrialResult run_trial(const Options& o, bool quantized, int trial) {
   uint64_t seed = o.seed + trial;
   Device device = select_device(o);
   int classes = dataset_classes(o.dataset);
   Dataset train_set = load_dataset(o.dataset, o.data_dir, Split::train);
+  if (o.train_subset > 0) train_set.keep_first(size_t(o.train_subset));
   Dataset test_set = load_dataset(o.dataset, o.data_dir, Split::test);
   Normalization norm = dataset_normalization(o.dataset);
   DataLoader train(train_set, {.batch = size_t(o.batch), .shuffle = true, .augment = true,
@@ -115,77 +159,118 @@ TrialResult run_trial(const Options& o, bool quantized, int trial) {
   QuantizedLayerFactory qfactory(spec);
   const LayerFactory& factory = quantized ? qfactory : default_layer_factory();
   ResNetCifar model(parse_depth(o.model), classes, train_set.channels, seed, factory);
-  if (!o.pretrained.empty()) model.load_state_dict(load_state_any(o.pretrained), true);
+  if (!o.pretrained.empty() && !o.resume) model.load_state_dict(load_state_any(o.pretrained), true);
   model.to(device);
 
   std::unique_ptr<MetaNet> meta;
-  std::unique_ptr<QuantTrainer> qtrainer;
-  std::unique_ptr<Optimizer> opt;
+  std::unique_ptr<QuantTrainer> trainer;
   if (quantized && o.backward != "ste") {
     meta = std::make_unique<MetaNet>(
         MetaNetConfig{parse_meta_kind(o.backward), o.hidden, o.num_fc, parse_meta_act(o.meta_act)},
         seed);
     meta->to(device);
-    qtrainer = std::make_unique<MetaQuantTrainer>(
+    trainer = std::make_unique<MetaQuantTrainer>(
         model, *meta, MetaQuantOptions{o.optimizer, o.lr, 1e-3, o.meta_lr_follows});
-  } else if (quantized) {
-    qtrainer = std::make_unique<SteTrainer>(model, o.optimizer, o.lr);
   } else {
-    opt = make_optimizer(o.optimizer, model.parameters(), o.lr, false);
+    trainer = std::make_unique<SteTrainer>(model, o.optimizer, o.lr);  // FP when not quantized
   }
   std::string what = !quantized ? "full precision"
                      : o.backward == "ste" ? spec_str(spec) + ", STE"
                                            : spec_str(spec) + ", MetaQuant " + o.backward;
-  nlohmann::json config = {{"model", o.model},     {"dataset", o.dataset}, {"mode", what},
-                           {"optimizer", o.optimizer}, {"lr", o.lr},     {"lr_adjust", o.lr_adjust},
-                           {"batch", o.batch},     {"epochs", o.epochs}, {"seed", seed},
-                           {"device", device.str()}, {"hidden", o.hidden}, {"num_fc", o.num_fc},
-                           {"pretrained", o.pretrained}};
-  std::string run = fmt::format("{}-{}-{}-seed{}", quantized ? o.backward : "fp",
-                                quantized ? spec_str(spec) : "32bit", o.optimizer, seed);
-  RunLog log(o.results, o.model, o.dataset, run, config);
+  // What a resumed run must share with the checkpoint (lr, epochs and device may change).
+  nlohmann::json identity = {{"model", o.model}, {"dataset", o.dataset}, {"mode", what},
+                             {"optimizer", o.optimizer}, {"lr_adjust", o.lr_adjust},
+                             {"batch", o.batch}, {"seed", seed}, {"train_subset", o.train_subset}};
+  if (quantized && o.backward != "ste") {
+    identity["hidden"] = o.hidden;
+    identity["meta_act"] = o.meta_act;
+    if (parse_meta_kind(o.backward) == MetaKind::multi_fc) identity["num_fc"] = o.num_fc;
+    identity["meta_lr_follows_lr"] = o.meta_lr_follows;
+  }
+  nlohmann::json config = identity;
+  config.update({{"lr", o.lr}, {"epochs", o.epochs}, {"device", device.str()},
+                 {"pretrained", o.pretrained}});
+  std::string run = o.run_name.empty()
+                        ? fmt::format("{}-{}-{}-seed{}", quantized ? o.backward : "fp",
+                                      quantized ? spec_str(spec) : "32bit", o.optimizer, seed)
+                        : (o.trials > 1 ? fmt::format("{}-trial{}", o.run_name, trial) : o.run_name);
+  const std::string dir = run_directory(o.results, o.model, o.dataset, run, o.resume);
+  const std::string checkpoint = dir + "/" + kRunCheckpointName;
+  RunProgress progress;
+  progress.lr = o.lr;
+  if (o.resume) {
+    MQ_CHECK(std::filesystem::exists(checkpoint),
+             "--resume: {} has no checkpoint (the run stopped before its first epoch ended); "
+             "start it again without --resume", dir);
+    progress = load_run_checkpoint(checkpoint, model, *trainer, identity);
+    trainer->set_lr(progress.lr);
+    std::printf("mqtrain: resuming %s after epoch %d (lr %g)\n", dir.c_str(),
+                progress.epochs_done, progress.lr);
+  }
+  RunLog log(dir, config, progress.iterations, progress.epochs_done);
   std::printf("mqtrain: %s, %s on %s (%zu train / %zu test), %s lr %g, batch %d, %d epochs, "
               "device %s, %d threads; logs in %s\n",
               o.model.c_str(), what.c_str(), o.dataset.c_str(), train_set.size(), test_set.size(),
-              o.optimizer.c_str(), o.lr, o.batch, o.epochs, device.str().c_str(), num_threads(),
-              log.dir().c_str());
+              o.optimizer.c_str(), progress.lr, o.batch, o.epochs, device.str().c_str(),
+              num_threads(), log.dir().c_str());
   LrSchedule schedule = LrSchedule::parse(o.lr_adjust);
-  TrialResult result;
-  int64_t iter = 0;
-  for (int e = 0; e < o.epochs; ++e) {
-    tools::Progress progress(e, o.epochs);
-    double lr = qtrainer ? qtrainer->lr() : opt->lr();
+  schedule.restore(progress.schedule);
+  const Fault fault = Fault::from_env();
+  int64_t iter = progress.iterations;
+  const int first_epoch = progress.epochs_done;
+  bool stop = progress.finished && progress.epochs_done >= o.epochs;
+  for (int e = progress.epochs_done; e < o.epochs && !stop; ++e) {
+    tools::Progress bar(e, o.epochs);
+    double lr = trainer->lr();
     auto on_step = [&](const StepReport& s) {
-      progress.update(s);
+      bar.update(s);
       log.iteration(iter++, s.running_loss, s.running_acc, lr);
+      fault.maybe_fire(iter, model);
     };
-    EpochResult r = qtrainer ? train_epoch(*qtrainer, train, device, e, on_step)
-                             : train_epoch(model, train, *opt, device, e, on_step);
+    EpochResult r;
+    try {
+      r = train_epoch(*trainer, train, device, e, on_step);
+    } catch (const Error& err) {
+      log.flush();
+      if (progress.epochs_done == 0) throw;
+      fail("{}\nthe last good checkpoint (after epoch {}) is kept in {}; `--resume` continues "
+           "from it", err.what(), progress.epochs_done, checkpoint);
+    }
     double acc = evaluate(model, test, device);
-    result.best = std::max(result.best, acc);
-    result.test_acc.push_back(acc);
+    progress.best = std::max(progress.best, acc);
+    progress.test_acc.push_back(acc);
     std::printf("epoch %d/%d: train loss %.4f, train acc %.2f%%, test acc %.2f%% (best %.2f%%), "
                 "%.0f images/s, lr %g\n",
-                e + 1, o.epochs, r.loss, r.acc, acc, result.best, r.images_per_s, lr);
+                e + 1, o.epochs, r.loss, r.acc, acc, progress.best, r.images_per_s, lr);
     log.epoch(e, {{"epoch", e + 1}, {"train_loss", r.loss}, {"train_acc", r.acc},
                   {"test_acc", acc}, {"images_per_s", r.images_per_s}, {"lr", lr},
                   {"seconds", r.seconds}},
               acc);
     double next = schedule.after_epoch(e, r.loss, lr);
-    if (qtrainer) qtrainer->set_lr(next); else opt->set_lr(next);
+    trainer->set_lr(next);
     if (LrSchedule::should_stop(next)) {
       std::printf("learning rate %g < 1e-6: stopping early\n", next);
-      break;
+      stop = true;
     }
+    progress.epochs_done = e + 1;
+    progress.iterations = iter;
+    progress.lr = next;
+    progress.schedule = schedule.state();
+    progress.finished = stop || e + 1 == o.epochs;
+    save_run_checkpoint(checkpoint, model, *trainer, progress, identity);
   }
-  std::printf("best test accuracy %.2f%%\n", result.best);
+  if (o.resume && progress.epochs_done == first_epoch)
+    std::printf("the run was already complete after %d epochs\n", progress.epochs_done);
+  if (!progress.test_acc.empty())
+    std::printf("final test accuracy %.2f%% (best %.2f%%)\n", progress.test_acc.back(),
+                progress.best);
   if (!o.save_dir.empty()) {
-    std::string dir = o.trials > 1 ? o.save_dir + "/trial" + std::to_string(trial) : o.save_dir;
-    std::filesystem::create_directories(dir);
-    model.save(dir);
-    std::printf("saved the model state to %s/\n", dir.c_str());
+    std::string out = o.trials > 1 ? o.save_dir + "/trial" + std::to_string(trial) : o.save_dir;
+    std::filesystem::create_directories(out);
+    model.save(out);
+    std::printf("saved the model state to %s/\n", out.c_str());
   }
-  return result;
+  return {progress.best, progress.test_acc};
 }
 
 int run_trials(const Options& o, bool quantized) {
