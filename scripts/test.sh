@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/build.sh "$@"
+bash scripts/build.sh -DMQ_CUDA=AUTO "$@"  # CUDA sources compile whenever nvcc is present
 cd build && ctest --output-on-failure -j "$(nproc)" --timeout 900
