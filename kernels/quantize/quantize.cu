@@ -75,7 +75,8 @@ struct AddOp {
 };
 
 // ---- reductions ----
-// max|tanh w| over [0, n) into *out (float bits, non-negative: atomicMax on the bits is exact).
+// max|w| over [0, n) into *out (float bits, non-negative: atomicMax on the bits is exact); the
+// scale m = tanh of it (dorefa_scale_from_max) is taken by the kernels that read it.
 template <bool Vec>
 __global__ void dorefa_max_kernel(const float* w, int64_t n, unsigned* out) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -142,6 +143,9 @@ __global__ void mean_finalize_kernel(const double* sums, int64_t channels, int64
   for (int64_t k = threadIdx.x; k < channels; k += blockDim.x)
     scale[k] = static_cast<float>(sums[k] / static_cast<double>(per));
 }
+// scale[0] holds max|w| (from dorefa_max_kernel); turn it into m = tanh(max|w|).
+__global__ void dorefa_scale_kernel(float* scale) { scale[0] = dorefa_scale_from_max(scale[0]); }
+
 __global__ void ternary_finalize_kernel(const double* ws, float* scale) {
   scale[0] = ws[2] > 0 ? static_cast<float>(ws[1] / ws[2]) : 0.f;
 }
@@ -222,7 +226,7 @@ __global__ void backward_kernel(const float* w, const float* g_hat, const float*
 
 template <bool Vec>
 __global__ void calibration_kernel(const float* w, int64_t n, const unsigned* max_bits, float* c) {
-  const float m = __uint_as_float(*max_bits);
+  const float m = dorefa_scale_from_max(__uint_as_float(*max_bits));
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t start = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t tail = 0;
@@ -255,11 +259,12 @@ template <int Bits>
 void launch_dorefa_forward(const float* w, int64_t n, float* w_tilde, float* w_hat, float* scale,
                            bool vec, cudaStream_t s) {
   auto* max_bits = reinterpret_cast<unsigned*>(scale);
+  vec ? launch_dorefa_max<true>(w, n, max_bits, s) : launch_dorefa_max<false>(w, n, max_bits, s);
+  dorefa_scale_kernel<<<1, 1, 0, s>>>(scale);
+  check_launch("dorefa_scale_kernel");
   if (vec) {
-    launch_dorefa_max<true>(w, n, max_bits, s);
     dorefa_forward_kernel<Bits, true><<<grid_for(n, 1, true), kThreads, 0, s>>>(w, n, scale, w_tilde, w_hat);
   } else {
-    launch_dorefa_max<false>(w, n, max_bits, s);
     dorefa_forward_kernel<Bits, false><<<grid_for(n, 1, false), kThreads, 0, s>>>(w, n, scale, w_tilde, w_hat);
   }
   check_launch("dorefa_forward_kernel");

@@ -122,7 +122,7 @@ MQ_HD inline double quant_tanh(double x) {
 }
 
 // ---- dorefa, k bits: n = 2^k - 1 ----
-// m = max|tanh(W)| (reduced separately). W~ = tanh(W) / (2m) + 1/2, W^ = 2 round(n W~) / n - 1.
+// m = max|tanh(W)| (reduced separately, as tanh(max|W|)). W~ = tanh(W) / (2m) + 1/2, W^ = 2 round(n W~) / n - 1.
 // With m = 0 (W all zero) W~ is defined as 1/2 (the limit of tanh(W)/(2m) + 1/2 at W = 0).
 template <int Bits>
 constexpr int dorefa_levels() {
@@ -130,9 +130,15 @@ constexpr int dorefa_levels() {
   return (1 << Bits) - 1;
 }
 
+// m = max|tanh W| = tanh(max|W|), since tanh is odd and increasing: the reduction reads |W|
+// only and tanh runs once per tensor instead of once per element in the reduction pass.
 template <class T>
-MQ_HD inline T dorefa_reduce_value(T w) {  // the value whose max is the dorefa scale
-  return abs_of(quant_tanh(w));
+MQ_HD inline T dorefa_reduce_value(T w) {  // the value whose max gives the dorefa scale
+  return abs_of(w);
+}
+template <class T>
+MQ_HD inline T dorefa_scale_from_max(T max_abs) {
+  return abs_of(quant_tanh(max_abs));
 }
 
 template <class T, int Bits>
@@ -185,7 +191,10 @@ MQ_HD inline T ternary_threshold(T mean_abs) {
 }
 template <class T>
 MQ_HD inline T ternary_forward_element(T w, T delta, T a) {
-  return abs_of(w) > delta ? a * sign_value(w) : T(0);
+  // Branch-free (a conditional here kept the CPU loop scalar): a 0/1 mask times a sign(w); the
+  // + 0 turns the -0 of a masked negative weight into +0.
+  const T keep = static_cast<T>(abs_of(w) > delta);
+  return keep * (a * sign_value(w)) + T(0);
 }
 
 }  // namespace mq::kernels
