@@ -269,8 +269,10 @@ void quantize_backward_cpu(Quantizer q, const T* w, const T* g_hat, const T* sca
 
 template <class T>
 void quantize_calibration_cpu(Quantizer q, const T* w, int64_t n, int64_t channels, T* c) {
-  if (q != Quantizer::dorefa) {
-    std::fill(c, c + n, T(1));
+  if (q != Quantizer::dorefa) {  // the STE's calibration is 1; filled by all threads
+    for_segments(n, n, threads_for(n), [&](int64_t b, int64_t e, int64_t, int) {
+      std::fill(c + b, c + e, T(1));
+    });
     return;
   }
   (void)channels;
