@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "engine/error.h"
+#include "engine/io/file.h"
 
 namespace fs = std::filesystem;
 
@@ -31,8 +32,8 @@ Dataset read_cifar_file(const std::string& path, CifarVariant v) {
   std::error_code ec;
   MQ_CHECK(fs::is_regular_file(path, ec), "{}: {} file not found; run scripts/get-cifar.sh {} DIR",
            path, pretty(v), script_arg(v));
-  const uintmax_t size = fs::file_size(path, ec);
-  MQ_CHECK(!ec, "{}: cannot get the file size: {}", path, ec.message());
+  const std::string raw = read_file(path, "CIFAR file");
+  const size_t size = raw.size();
   MQ_CHECK(size > 0, "{}: empty file; expected {} records of {} bytes; re-download with "
            "scripts/get-cifar.sh {} DIR", path, pretty(v), record, script_arg(v));
   MQ_CHECK(size % record == 0,
@@ -40,13 +41,6 @@ Dataset read_cifar_file(const std::string& path, CifarVariant v) {
            "bytes): the file is truncated or not {} binary; re-download with "
            "scripts/get-cifar.sh {} DIR",
            path, size, record, pretty(v), size / record, size % record, pretty(v), script_arg(v));
-
-  std::vector<uint8_t> raw(size);
-  std::ifstream in(path, std::ios::binary);
-  MQ_CHECK(in.good(), "{}: cannot open for reading", path);
-  in.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(size));
-  MQ_CHECK(in.gcount() == static_cast<std::streamsize>(size), "{}: read {} of {} bytes", path,
-           in.gcount(), size);
 
   const size_t n = size / record;
   Dataset d;
@@ -57,7 +51,7 @@ Dataset read_cifar_file(const std::string& path, CifarVariant v) {
   d.images.resize(n * kCifarImageBytes);
   d.labels.resize(n);
   for (size_t i = 0; i < n; ++i) {
-    const uint8_t* r = raw.data() + i * record;
+    const uint8_t* r = reinterpret_cast<const uint8_t*>(raw.data()) + i * record;
     int label;
     if (v == CifarVariant::cifar10) {
       label = r[0];

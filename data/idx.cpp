@@ -5,34 +5,22 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <span>
 
 #include "engine/error.h"
+#include "engine/io/file.h"
 
 namespace fs = std::filesystem;
 
 namespace mq {
 namespace {
 
-std::vector<uint8_t> read_file(const std::string& path) {
-  std::error_code ec;
-  MQ_CHECK(fs::is_regular_file(path, ec), "{}: file not found", path);
-  const uintmax_t size = fs::file_size(path, ec);
-  MQ_CHECK(!ec, "{}: cannot get the file size: {}", path, ec.message());
-  std::vector<uint8_t> raw(size);
-  std::ifstream in(path, std::ios::binary);
-  MQ_CHECK(in.good(), "{}: cannot open for reading", path);
-  in.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(size));
-  MQ_CHECK(in.gcount() == static_cast<std::streamsize>(size), "{}: read {} of {} bytes", path,
-           in.gcount(), size);
-  return raw;
-}
-
-bool is_gzip(const std::vector<uint8_t>& raw) {
+bool is_gzip(std::span<const uint8_t> raw) {
   return raw.size() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b;
 }
 
 // Inflates a gzip file (possibly several concatenated members) completely in memory.
-std::vector<uint8_t> gunzip(const std::vector<uint8_t>& raw, const std::string& path) {
+std::vector<uint8_t> gunzip(std::span<const uint8_t> raw, const std::string& path) {
   std::vector<uint8_t> out;
   // The trailer's ISIZE (size mod 2^32) is a good first guess for the output size.
   size_t guess = raw.size() * 4;
@@ -95,8 +83,15 @@ const char* idx_type_name(uint8_t t) {
 }  // namespace
 
 IdxArray read_idx(const std::string& path) {
-  std::vector<uint8_t> raw = read_file(path);
-  if (is_gzip(raw)) raw = gunzip(raw, path);
+  std::error_code ec;
+  MQ_CHECK(fs::is_regular_file(path, ec), "{}: file not found", path);
+  const std::string file = read_file(path, "IDX file");
+  std::span<const uint8_t> raw(reinterpret_cast<const uint8_t*>(file.data()), file.size());
+  std::vector<uint8_t> inflated;
+  if (is_gzip(raw)) {
+    inflated = gunzip(raw, path);
+    raw = inflated;
+  }
   MQ_CHECK(raw.size() >= 4, "{}: {} bytes is too short for an IDX header (4-byte magic)", path,
            raw.size());
   MQ_CHECK(raw[0] == 0 && raw[1] == 0,

@@ -9,10 +9,9 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "engine/io/checkpoint.h"
+#include "engine/io/file.h"
 #include "meta/run_checkpoint.h"
 
 using namespace mq;
@@ -27,13 +26,7 @@ fs::path fresh_dir(const std::string& name) {
   return d;
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  REQUIRE(in.good());
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string slurp(const fs::path& p) { return read_file(p.string(), "test output"); }
 
 struct Exit {
   int code = -1;    // exit status when it exited

@@ -1,5 +1,5 @@
 #pragma once
-// Whole-file reads for the readers in engine/io (.npy, .pth, checkpoints): one place that opens,
+// Whole-file reads for the readers (.npy, .pth, checkpoints, CIFAR, IDX): one place that opens,
 // reads and reports "<path>: cannot open the <what> (<reason>)" or a read error.
 #include <string>
 
