@@ -1,6 +1,7 @@
 #include "engine/storage.h"
 
 #include <atomic>
+#include <climits>
 #include <cstdlib>
 #include <malloc.h>
 #include <mutex>
@@ -15,12 +16,14 @@ std::atomic<size_t> g_cpu_peak{0};
 
 // Activations are allocated and freed every step. glibc serves big blocks with mmap and returns
 // them to the kernel on free, so every step page-faults its whole working set again (a fifth of
-// a ResNet20 CPU step). Keeping big blocks in the heap makes freed memory reusable at once.
+// a ResNet20 CPU step). Keeping big blocks in the heap makes freed memory reusable at once; the
+// trim threshold is the largest glibc takes, since a MetaQuant LSTMFC step frees more than 1 GB
+// at its end and trimming it made the next step fault it all back in (a third of that step).
 void keep_freed_memory() {
   static std::once_flag once;
   std::call_once(once, [] {
     mallopt(M_MMAP_THRESHOLD, 1 << 30);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, INT_MAX);
   });
 }
 

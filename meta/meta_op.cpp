@@ -98,14 +98,10 @@ Tensor recurrent(const LstmState& st, const Tensor& w_hh, int64_t r0, int64_t r1
   return r;
 }
 
-Tensor lstm_meta(const MetaNet& net, const Tensor& g_hat, const Tensor& w_tilde,
-                 const LstmState& state, LstmState* state_out) {
+// CUDA: the op layer runs the recurrent GEMM per chunk; the backward recomputes the gates.
+Tensor lstm_meta_cuda(const MetaNet& net, const Tensor& g_hat, const Tensor& w_tilde,
+                      const LstmState& state, LstmState* state_out) {
   const int64_t n = g_hat.numel(), h = net.config().hidden;
-  if (!state.is_zero()) {
-    MQ_CHECK(state.h.numel() == n * h && state.c.numel() == n * h &&
-                 state.h.device() == g_hat.device() && state.h.dtype() == g_hat.dtype(),
-             "LSTMFC: state {} does not fit {} rows of hidden size {}", state.h.describe(), n, h);
-  }
   Tensor x = w_tilde.detach(), g = g_hat.detach();
   Tensor G = Tensor::empty(g_hat.shape(), g_hat.dtype(), g_hat.device());
   Tensor hn = Tensor::empty({n, h}, g.dtype(), g.device());
@@ -115,19 +111,10 @@ Tensor lstm_meta(const MetaNet& net, const Tensor& g_hat, const Tensor& w_tilde,
     const int64_t r1 = std::min(n, r0 + chunk), rows = r1 - r0;
     Tensor r = state.is_zero() ? Tensor() : recurrent(state, net.w_hh, r0, r1);
     const Tensor cp = state.is_zero() ? Tensor() : flat_view(state.c, r0 * h, {rows, h});
-    if (g.is_cuda()) {
-      MQ_CUDA_CALL(kernels::meta_lstm_forward_cuda(
-          lstm_params<float>(net), fp(x) + r0, fp(g) + r0, r.defined() ? fp(r) : nullptr,
-          cp.defined() ? fp(cp) : nullptr, rows, fp(hn) + r0 * h, fp(cn) + r0 * h, fp(G) + r0,
-          stream_of(g)));
-    } else {
-      dispatch_floating(g.dtype(), "meta_gradient", [&](auto tag) {
-        using T = decltype(tag);
-        kernels::meta_lstm_forward_cpu<T>(lstm_params<T>(net), tp<T>(x) + r0, tp<T>(g) + r0,
-                                          tp<T>(r), tp<T>(cp), rows, tp<T>(hn) + r0 * h,
-                                          tp<T>(cn) + r0 * h, tp<T>(G) + r0);
-      });
-    }
+    MQ_CUDA_CALL(kernels::meta_lstm_forward_cuda(
+        lstm_params<float>(net), fp(x) + r0, fp(g) + r0, r.defined() ? fp(r) : nullptr,
+        cp.defined() ? fp(cp) : nullptr, rows, fp(hn) + r0 * h, fp(cn) + r0 * h, fp(G) + r0,
+        stream_of(g)));
   }
   if (state_out) *state_out = LstmState{hn, cn};
   // The backward needs the previous state (the new one may replace it in the caller's hands,
@@ -149,23 +136,13 @@ Tensor lstm_meta(const MetaNet& net, const Tensor& g_hat, const Tensor& w_tilde,
           Tensor r = prev.is_zero() ? Tensor() : recurrent(prev, net.w_hh, r0, r1);
           const Tensor cp = prev.is_zero() ? Tensor() : flat_view(prev.c, r0 * h, {rows, h});
           Tensor da = prev.is_zero() ? Tensor() : Tensor::empty({rows, 4 * h}, dt, dev);
-          if (dG.is_cuda()) {
-            Tensor ws = workspace(kernels::meta_lstm_workspace_bytes(rows, h), dev);
-            MQ_CUDA_CALL(kernels::meta_lstm_backward_cuda(
-                lstm_params<float>(net), fp(dG) + r0, fp(x) + r0, fp(g) + r0,
-                r.defined() ? fp(r) : nullptr, cp.defined() ? fp(cp) : nullptr, rows,
-                da.defined() ? fp(da) : nullptr,
-                kernels::LstmGrads<float>{fp(gw_ih), fp(gb), fp(gfc_w), fp(gfc_b)}, ws.raw_data(),
-                stream_of(dG)));
-          } else {
-            dispatch_floating(dt, "meta_gradient_backward", [&](auto tag) {
-              using T = decltype(tag);
-              kernels::LstmGrads<T> gr{tp<T>(gw_ih), tp<T>(gb), tp<T>(gfc_w), tp<T>(gfc_b)};
-              kernels::meta_lstm_backward_cpu<T>(lstm_params<T>(net), tp<T>(dG) + r0,
-                                                 tp<T>(x) + r0, tp<T>(g) + r0, tp<T>(r),
-                                                 tp<T>(cp), rows, tp<T>(da), gr);
-            });
-          }
+          Tensor ws = workspace(kernels::meta_lstm_workspace_bytes(rows, h), dev);
+          MQ_CUDA_CALL(kernels::meta_lstm_backward_cuda(
+              lstm_params<float>(net), fp(dG) + r0, fp(x) + r0, fp(g) + r0,
+              r.defined() ? fp(r) : nullptr, cp.defined() ? fp(cp) : nullptr, rows,
+              da.defined() ? fp(da) : nullptr,
+              kernels::LstmGrads<float>{fp(gw_ih), fp(gb), fp(gfc_w), fp(gfc_b)}, ws.raw_data(),
+              stream_of(dG)));
           if (da.defined()) {
             Tensor hp = flat_view(prev.h, r0 * h, {rows, h});
             gemm_acc(da, true, hp, false, gw_hh, 1.0);
@@ -173,6 +150,57 @@ Tensor lstm_meta(const MetaNet& net, const Tensor& g_hat, const Tensor& w_tilde,
         }
         return std::vector<Tensor>{gw_ih, gw_hh, gb, gb.clone(), gfc_w, gfc_b};
       });
+}
+
+
+// CPU: one fused forward over all rows that keeps K = da/dm ([n, 4h]); the backward is one GEMM
+// per chunk against it (kernels/meta/lstm_cpu.cpp). The old cell state is not needed by it.
+Tensor lstm_meta_cpu(const MetaNet& net, const Tensor& g_hat, const Tensor& w_tilde,
+                     const LstmState& state, LstmState* state_out) {
+  const int64_t n = g_hat.numel(), h = net.config().hidden;
+  Tensor x = w_tilde.detach(), g = g_hat.detach();
+  Tensor G = Tensor::empty(g_hat.shape(), g_hat.dtype(), g_hat.device());
+  Tensor hn = Tensor::empty({n, h}, g.dtype(), g.device());
+  Tensor cn = Tensor::empty({n, h}, g.dtype(), g.device());
+  Tensor K = Tensor::empty({n, 4 * h}, g.dtype(), g.device());
+  dispatch_floating(g.dtype(), "meta_gradient", [&](auto tag) {
+    using T = decltype(tag);
+    kernels::meta_lstm_forward_fused_cpu<T>(lstm_params<T>(net), tp<T>(net.w_hh), tp<T>(x),
+                                            tp<T>(g), tp<T>(state.h), tp<T>(state.c), n,
+                                            tp<T>(hn), tp<T>(cn), tp<T>(G), tp<T>(K));
+  });
+  if (state_out) *state_out = LstmState{hn, cn};
+  const MetaNet* netp = &net;
+  Tensor h_prev = state.h;  // kept alive for dW_hh (the caller may drop the old state)
+  return record(
+      G, "meta_gradient_lstm", {net.w_ih, net.w_hh, net.b_ih, net.b_hh, net.fc_w, net.fc_b},
+      [netp, h_prev, hn, K, x, g, h](const Tensor& dG) {
+        const DType dt = dG.dtype();
+        const Device dev = dG.device();
+        Tensor gw_ih = Tensor::zeros({4 * h, 1}, dt, dev), gw_hh = Tensor::zeros({4 * h, h}, dt, dev);
+        Tensor gb = Tensor::zeros({4 * h}, dt, dev), gfc_w = Tensor::zeros({1, h}, dt, dev);
+        Tensor gfc_b = Tensor::zeros({1}, dt, dev);
+        dispatch_floating(dt, "meta_gradient_backward", [&](auto tag) {
+          using T = decltype(tag);
+          kernels::LstmGrads<T> gr{tp<T>(gw_ih), tp<T>(gb), tp<T>(gfc_w), tp<T>(gfc_b)};
+          kernels::meta_lstm_backward_fused_cpu<T>(lstm_params<T>(*netp), tp<T>(dG), tp<T>(g),
+                                                   tp<T>(x), tp<T>(h_prev), tp<T>(hn), tp<T>(K),
+                                                   x.numel(), gr, tp<T>(gw_hh));
+        });
+        return std::vector<Tensor>{gw_ih, gw_hh, gb, gb.clone(), gfc_w, gfc_b};
+      });
+}
+
+Tensor lstm_meta(const MetaNet& net, const Tensor& g_hat, const Tensor& w_tilde,
+                 const LstmState& state, LstmState* state_out) {
+  const int64_t n = g_hat.numel(), h = net.config().hidden;
+  if (!state.is_zero()) {
+    MQ_CHECK(state.h.numel() == n * h && state.c.numel() == n * h &&
+                 state.h.device() == g_hat.device() && state.h.dtype() == g_hat.dtype(),
+             "LSTMFC: state {} does not fit {} rows of hidden size {}", state.h.describe(), n, h);
+  }
+  return g_hat.is_cuda() ? lstm_meta_cuda(net, g_hat, w_tilde, state, state_out)
+                         : lstm_meta_cpu(net, g_hat, w_tilde, state, state_out);
 }
 
 }  // namespace

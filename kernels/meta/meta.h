@@ -9,11 +9,11 @@
 // net's weight matrices (a [1, 1] tensor the op layer computes with autograd); backward gives
 // ds = sum_i dG_i * v_i * u_i. FC-Grad: u = g_hat, v = null (ones). MultiFC: u = W~, v = g_hat.
 //
-// LSTMFC, one step per row: pre-activations a = x w_ih + b_ih + b_hh + r, r = h_prev W_hh^T
-// ([n, 4h], computed by the op layer with a GEMM; null when the state is zero), gates i, f, g, o,
-// c' = f c_prev + i g (c_prev null = zeros), h' = o tanh(c'), m = fc_w . h' + fc_b,
-// G = g_hat * m. The backward writes da ([n, 4h], the pre-activation gradients) when non-null
-// so the op layer can form dW_hh = da^T h_prev with a GEMM.
+// LSTMFC, one step per row: pre-activations a = x w_ih + b_ih + r + b_hh, r = h_prev W_hh^T
+// (zero when the state is zero), gates i, f, g, o, c' = f c_prev + i g (c_prev null = zeros),
+// h' = o tanh(c'), m = fc_w . h' + fc_b, G = g_hat * m. CUDA: the op layer computes r with a
+// GEMM per chunk; the backward recomputes the gates and writes da ([n, 4h]) when non-null so the
+// op layer can form dW_hh = da^T h_prev with a GEMM.
 #include <cstdint>
 
 #include "kernels/meta/meta_math.h"
@@ -43,13 +43,20 @@ void meta_scaled_forward_cpu(const T* s, const T* u, const T* v, int64_t n, T* G
 template <class T>
 void meta_scaled_backward_cpu(const T* dG, const T* u, const T* v, int64_t n, T* ds);
 
+// LSTMFC, the whole forward in one call (lstm_cpu.cpp): per chunk of rows the recurrent GEMM
+// h_prev W_hh^T (skipped when h_prev is null: zero state) and the cell; writes h', c', G and
+// K [n, 4h] = d(pre-activations)/dm, the only activation the backward keeps (it saves
+// recomputing the gates, a second [n, h] x [h, 4h] GEMM). The backward forms
+// [dW_hh | dw_ih | db] = K^T [dm h_prev | dm x | dm] (dm = dG g_hat) as one GEMM per chunk and
+// ADDS into grads and w_hh_grad (null with a zero state).
 template <class T>
-void meta_lstm_forward_cpu(const LstmParams<T>& p, const T* x, const T* g_hat, const T* r,
-                           const T* c_prev, int64_t n, T* h_new, T* c_new, T* G);
+void meta_lstm_forward_fused_cpu(const LstmParams<T>& p, const T* w_hh, const T* x,
+                                 const T* g_hat, const T* h_prev, const T* c_prev, int64_t n,
+                                 T* h_new, T* c_new, T* G, T* K);
 template <class T>
-void meta_lstm_backward_cpu(const LstmParams<T>& p, const T* dG, const T* x, const T* g_hat,
-                            const T* r, const T* c_prev, int64_t n, T* da,
-                            const LstmGrads<T>& grads);
+void meta_lstm_backward_fused_cpu(const LstmParams<T>& p, const T* dG, const T* g_hat,
+                                  const T* x, const T* h_prev, const T* h_new, const T* K,
+                                  int64_t n, const LstmGrads<T>& grads, T* w_hh_grad);
 
 // Throws mq::Error for a failed CUDA launch (keeps fmt out of the .cu).
 [[noreturn]] void meta_cuda_fail(const char* what, const char* detail);

@@ -1,0 +1,143 @@
+// LSTMFC on the CPU (see meta.h): per chunk of rows, the recurrent GEMM and the cell in one pass
+// that leaves K = da/dm behind, so the backward is K^T times a thin matrix (one GEMM, no
+// recomputed gates). The cell loops run over the hidden units with `omp simd` (the float
+// exp/tanh of meta_math.h have no calls or branches, so they vectorize).
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "engine/cpu/eigen_util.h"
+#include "kernels/meta/meta.h"
+
+namespace mq::kernels {
+namespace {
+
+using cpu::CMapMat;
+using cpu::MapMat;
+using cpu::RowMat;
+
+// Rows per GEMM: the chunk's [rows, 4h] slice of K stays in L2 while the cell reads it back.
+constexpr int64_t kChunkRows = 256;
+// The backward's reductions go to a fixed number of row groups summed in order, so the
+// parameter gradients do not depend on the thread count.
+constexpr int64_t kGroups = 32;
+
+// The cell for one row: `k` holds the recurrent part of the pre-activations on entry (when
+// Carried; otherwise the state is zero and `k`, `cp` are not read) and K on exit. Written as
+// one flat loop of straight-line math over restrict pointers so GCC vectorizes it.
+template <class T, bool Carried>
+[[gnu::always_inline]] inline T cell_row(const LstmParams<T>& p, T xi, const T* __restrict cp,
+                                         T* __restrict k, T* __restrict hn, T* __restrict cn) {
+  const int64_t h = p.hidden;
+  const T* __restrict wi = p.w_ih;
+  const T* __restrict bi = p.b_ih;
+  const T* __restrict bh = p.b_hh;
+  const T* __restrict fw = p.fc_w;
+  T m = 0;
+#pragma omp simd reduction(+ : m)
+  for (int64_t j = 0; j < h; ++j) {
+    T a[4];
+    for (int q = 0; q < 4; ++q) {  // PyTorch's order: x w_ih + b_ih + h W_hh^T + b_hh
+      const int64_t u = q * h + j;
+      a[q] = xi * wi[u] + bi[u] + (Carried ? k[u] : T(0)) + bh[u];
+    }
+    const T c0 = Carried ? cp[j] : T(0);
+    const LstmGates<T> s = lstm_gates(a[0], a[1], a[2], a[3], c0);
+    hn[j] = s.h;
+    cn[j] = s.c;
+    m += fw[j] * s.h;
+    T d[4];
+    lstm_gates_backward(s, c0, fw[j], d[0], d[1], d[2], d[3]);
+    for (int q = 0; q < 4; ++q) k[q * h + j] = d[q];
+  }
+  return m;
+}
+
+template <class T, bool Carried>
+void cell_rows(const LstmParams<T>& p, const T* x, const T* g_hat, const T* c_prev, int64_t r0,
+               int64_t r1, T* h_new, T* c_new, T* G, T* K) {
+  const int64_t h = p.hidden;
+  for (int64_t row = r0; row < r1; ++row) {
+    const T m = cell_row<T, Carried>(p, x[row], Carried ? c_prev + row * h : nullptr,
+                                     K + row * 4 * h, h_new + row * h, c_new + row * h);
+    G[row] = g_hat[row] * (m + p.fc_b[0]);
+  }
+}
+
+}  // namespace
+
+template <class T>
+void meta_lstm_forward_fused_cpu(const LstmParams<T>& p, const T* w_hh, const T* x,
+                                 const T* g_hat, const T* h_prev, const T* c_prev, int64_t n,
+                                 T* h_new, T* c_new, T* G, T* K) {
+  const int64_t h = p.hidden, chunks = (n + kChunkRows - 1) / kChunkRows;
+#pragma omp parallel for schedule(static) if (chunks > 1)
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const int64_t r0 = ch * kChunkRows, rows = std::min(n, r0 + kChunkRows) - r0;
+    if (h_prev) {  // the recurrent part h_prev W_hh^T, written where K goes
+      MapMat<T>(K + r0 * 4 * h, rows, 4 * h).noalias() =
+          CMapMat<T>(h_prev + r0 * h, rows, h) * CMapMat<T>(w_hh, 4 * h, h).transpose();
+    }
+    if (h_prev) cell_rows<T, true>(p, x, g_hat, c_prev, r0, r0 + rows, h_new, c_new, G, K);
+    else cell_rows<T, false>(p, x, g_hat, c_prev, r0, r0 + rows, h_new, c_new, G, K);
+  }
+}
+
+template <class T>
+void meta_lstm_backward_fused_cpu(const LstmParams<T>& p, const T* dG, const T* g_hat,
+                                  const T* x, const T* h_prev, const T* h_new, const T* K,
+                                  int64_t n, const LstmGrads<T>& grads, T* w_hh_grad) {
+  // Per row, da = dm * K with dm = dG * g_hat, so with B = [dm h_prev | dm x | dm]:
+  // K^T B = [dW_hh | dw_ih | db] in one GEMM; dfc_w = h'^T dm, dfc_b = sum dm.
+  const int64_t h = p.hidden, hb = h_prev ? h : 0, bw = hb + 2;
+  const int64_t groups = std::min<int64_t>(kGroups, (n + kChunkRows - 1) / kChunkRows);
+  std::vector<RowMat<T>> acc(groups, RowMat<T>::Zero(4 * h, bw));
+  std::vector<RowMat<T>> acc_fc(groups, RowMat<T>::Zero(1, h + 1));
+#pragma omp parallel for schedule(static) if (groups > 1)
+  for (int64_t g = 0; g < groups; ++g) {
+    RowMat<T> B(kChunkRows, bw), dm(1, kChunkRows);
+    const int64_t g0 = n * g / groups, g1 = n * (g + 1) / groups;
+    for (int64_t r0 = g0; r0 < g1; r0 += kChunkRows) {
+      const int64_t rows = std::min(g1, r0 + kChunkRows) - r0;
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t row = r0 + i;
+        const T d = dG[row] * g_hat[row];
+        dm(0, i) = d;
+        for (int64_t j = 0; j < hb; ++j) B(i, j) = d * h_prev[row * h + j];
+        B(i, hb) = d * x[row];
+        B(i, hb + 1) = d;
+      }
+      acc[g].noalias() +=
+          CMapMat<T>(K + r0 * 4 * h, rows, 4 * h).transpose() * B.topRows(rows);
+      acc_fc[g].leftCols(h).noalias() +=
+          dm.leftCols(rows) * CMapMat<T>(h_new + r0 * h, rows, h);
+      acc_fc[g](0, h) += dm.leftCols(rows).sum();
+    }
+  }
+  for (int64_t g = 1; g < groups; ++g) {
+    acc[0] += acc[g];
+    acc_fc[0] += acc_fc[g];
+  }
+  for (int64_t u = 0; u < 4 * h; ++u) {
+    if (w_hh_grad)
+      for (int64_t j = 0; j < hb; ++j) w_hh_grad[u * h + j] += acc[0](u, j);
+    grads.w_ih[u] += acc[0](u, hb);
+    grads.b[u] += acc[0](u, hb + 1);
+  }
+  for (int64_t j = 0; j < h; ++j) grads.fc_w[j] += acc_fc[0](0, j);
+  grads.fc_b[0] += acc_fc[0](0, h);
+}
+
+#define MQ_LSTM_INSTANTIATE(T)                                                                   \
+  template void meta_lstm_forward_fused_cpu<T>(const LstmParams<T>&, const T*, const T*,        \
+                                               const T*, const T*, const T*, int64_t, T*, T*,   \
+                                               T*, T*);                                         \
+  template void meta_lstm_backward_fused_cpu<T>(const LstmParams<T>&, const T*, const T*,       \
+                                                const T*, const T*, const T*, const T*, int64_t, \
+                                                const LstmGrads<T>&, T*);
+MQ_LSTM_INSTANTIATE(float)
+MQ_LSTM_INSTANTIATE(double)
+#undef MQ_LSTM_INSTANTIATE
+
+}  // namespace mq::kernels
