@@ -1,10 +1,14 @@
 // Weight quantizers (kernels/quantize, models/quantize_op): CPU kernels against plain scalar
 // formulas for every quantizer and bitwidth, edge cases, the STE backward against the formula
 // and against finite differences of the STE surrogate, calibration, parsing and errors.
+#include <omp.h>
+
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "kernels/quantize/quantize.h"
+#include "kernels/quantize/torch_order_sum.h"
 #include "models/quantize_op.h"
 #include "op_test.h"
 
@@ -303,4 +307,49 @@ TEST_CASE("quantizer specs parse, print and reject bad input", "[quantize]") {
                       Catch::Contains("do not split"));
   REQUIRE_THROWS_WITH(kernels::check_quantize_args(Quantizer::dorefa, 1, 8, 2),
                       Catch::Contains("per-tensor"));
+}
+
+TEST_CASE("BWN alpha's sum of |W| rounds exactly as PyTorch's CPU torch.sum", "[quantize]") {
+  // Expected values: torch.sum(torch.abs(w)) from PyTorch 1.13 (one thread) on the sequence
+  // below, which is exact in float; f32 sums are 8-lane, f64 sums 4-lane cascades. Checked at
+  // 1 and 2 threads (the cascade's groups are summed in parallel, the result must not move).
+  struct Case {
+    int64_t n;
+    float f32;
+    double f64;
+  };
+  const Case cases[] = {
+      {1, 0x1.0p-1f, 0x1.0p-1},
+      {3, 0x1.b325dap-1f, 0x1.b325dap-1},
+      {7, 0x1.fbac28p+0f, 0x1.fbac29p+0},
+      {8, 0x1.0p+1f, 0x1.0p+1},
+      {31, 0x1.f00858p+2f, 0x1.f00857cp+2},
+      {33, 0x1.0ce27ep+3f, 0x1.0ce27dcp+3},
+      {100, 0x1.910446p+4f, 0x1.9104464p+4},
+      {1000, 0x1.f40824p+7f, 0x1.f4082164p+7},
+      {4608, 0x1.200aecp+10f, 0x1.200aebf98p+10},
+      {9216, 0x1.200424p+11f, 0x1.200424facp+11},
+      {36864, 0x1.200224p+13f, 0x1.2002246400000p+13},
+      {37000, 0x1.210fbep+13f, 0x1.210fbd92dp+13},
+      {100000, 0x1.86a05cp+14f, 0x1.86a05a5d78p+14},
+      {1048576, 0x1.000006p+18f, 0x1.000005e4868p+18},
+      {3000017, 0x1.6e368ep+19f, 0x1.6e368ef9a6cp+19},
+  };
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    for (const Case& c : cases) {
+      std::vector<float> wf(static_cast<size_t>(c.n));
+      std::vector<double> wd(wf.size());
+      for (int64_t i = 0; i < c.n; ++i) {
+        const uint64_t u = (uint64_t(i) * 2654435761ull) % (uint64_t(1) << 24);
+        wf[i] = float(u) / float(1 << 24) - 0.5f;
+        wd[i] = wf[i];
+      }
+      INFO("n = " << c.n << ", threads = " << threads);
+      CHECK(kernels::torch_order_sum_abs(wf.data(), c.n) == c.f32);
+      CHECK(kernels::torch_order_sum_abs(wd.data(), c.n) == c.f64);
+    }
+  }
+  omp_set_num_threads(saved);
 }

@@ -6,57 +6,21 @@
 // [N, hidden] activations of the coordinate-wise MLPs; the LSTM's state is [N, hidden] by
 // definition (it is kept between steps), and its recurrent pre-activation h @ W_hh^T is a GEMM
 // the op layer runs chunk by chunk.
-#include <bit>
 #include <cmath>
-#include <cstdint>
 
 #include "kernels/common.h"
+#include "kernels/float_math.h"
 
 namespace mq::kernels {
 
 enum class MetaAct : int { none, relu, tanh };
-
-#if !defined(__CUDA_ARCH__)
-// Host float exp and tanh without library calls or branches, so the `omp simd` loops over the
-// hidden units vectorize (glibc's expf/tanhf are scalar calls and took most of the LSTM's time).
-// exp: round-to-nearest reduction by ln 2 in two parts (Cody-Waite) and Cephes' degree-5
-// polynomial, ~1 ulp; arguments are clamped to [-87, 88], where float exp stays normal.
-inline float host_expf(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float n = (x * 1.44269504088896341f + shifter) - shifter;
-  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float y = p * (r * r) + r + 1.0f;
-  return y * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
-}
-// tanh: Cephes' odd polynomial for |x| < 0.625 (no cancellation near 0), else
-// 1 - 2 / (exp(2|x|) + 1) with the sign of x; ~2 ulp.
-inline float host_tanhf(float x) {
-  const float ax = x < 0.0f ? -x : x;
-  const float z = x * x;
-  float p = -5.70498872745e-3f;
-  p = p * z + 2.06390887954e-2f;
-  p = p * z - 5.37397155531e-2f;
-  p = p * z + 1.33314422036e-1f;
-  p = p * z - 3.33332819422e-1f;
-  const float small = p * z * x + x;
-  const float big = 1.0f - 2.0f / (host_expf(2.0f * ax) + 1.0f);
-  return ax < 0.625f ? small : (x < 0.0f ? -big : big);
-}
-#endif
 
 template <class T>
 MQ_HD inline T meta_exp(T x) {
 #if defined(__CUDA_ARCH__)
   if constexpr (sizeof(T) == 4) return expf(x); else return exp(x);
 #else
-  if constexpr (sizeof(T) == 4) return host_expf(x); else return std::exp(x);
+  if constexpr (sizeof(T) == 4) return exp_f32(x); else return std::exp(x);
 #endif
 }
 template <class T>
@@ -64,7 +28,7 @@ MQ_HD inline T meta_tanh(T x) {
 #if defined(__CUDA_ARCH__)
   if constexpr (sizeof(T) == 4) return tanhf(x); else return tanh(x);
 #else
-  if constexpr (sizeof(T) == 4) return host_tanhf(x); else return std::tanh(x);
+  if constexpr (sizeof(T) == 4) return tanh_f32(x); else return std::tanh(x);
 #endif
 }
 template <class T>

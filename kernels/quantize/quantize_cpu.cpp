@@ -8,6 +8,7 @@
 
 #include "engine/error.h"
 #include "kernels/quantize/quantize.h"
+#include "kernels/quantize/torch_order_sum.h"
 
 namespace mq::kernels {
 namespace {
@@ -156,78 +157,12 @@ void copy_if_wanted(const T* w, int64_t b, int64_t e, T* w_tilde) {
   if (w_tilde) std::copy(w + b, w + e, w_tilde + b);
 }
 
-// sum(|w|) over [0, n) in T, rounded exactly as PyTorch 1.13's CPU torch.sum of a contiguous
-// tensor (ATen SumKernel.cpp, one thread, default AVX2 dispatch: 32-byte Vectorized<T>):
-// vectors of kLanes elements are summed by row_sum, i.e. multi_row_sum over rows of 4 vectors
-// with a 4-level cascade of chunk 2^max(4, ceil(log2(rows)) / 4), the leftover vectors added to
-// row 0, rows 1..3 added to row 0; then a scalar accumulator takes the tail elements in order
-// and then the kLanes lanes in order. Inputs shorter than one vector take the same row_sum with
-// scalar loads. The reference's BWN alpha is torch.sum(|W|) / numel in f32, and a last-bit
-// difference of alpha changes every product W^ * x of the layer: near-tie ReLU masks then flip,
-// and Adam, which normalizes tiny gradients, turns that into 2*lr steps and BWN sign flips.
-template <class T, int V>
-void cascade_rows(const T* x, int64_t rows, T (&out)[4][V]) {
-  constexpr int kLevels = 4;
-  int64_t log2 = 0;
-  while ((int64_t(1) << log2) < rows) ++log2;  // c10 CeilLog2 (0 for rows <= 1)
-  const int64_t power = std::max<int64_t>(4, log2 / kLevels);
-  const int64_t step = int64_t(1) << power, mask = step - 1;
-  T acc[kLevels][4][V] = {};
-  auto add_row = [&](int64_t i) {
-    for (int k = 0; k < 4; ++k)
-      for (int l = 0; l < V; ++l) acc[0][k][l] += x[(i * 4 + k) * V + l];
-  };
-  int64_t i = 0;
-  while (i + step <= rows) {
-    for (int64_t j = 0; j < step; ++j, ++i) add_row(i);
-    for (int j = 1; j < kLevels; ++j) {
-      for (int k = 0; k < 4; ++k)
-        for (int l = 0; l < V; ++l) {
-          acc[j][k][l] += acc[j - 1][k][l];
-          acc[j - 1][k][l] = T(0);
-        }
-      if ((i & (mask << (j * power))) != 0) break;
-    }
-  }
-  for (; i < rows; ++i) add_row(i);
-  for (int j = 1; j < kLevels; ++j)
-    for (int k = 0; k < 4; ++k)
-      for (int l = 0; l < V; ++l) acc[0][k][l] += acc[j][k][l];
-  for (int k = 0; k < 4; ++k)
-    for (int l = 0; l < V; ++l) out[k][l] = acc[0][k][l];
-}
-
-template <class T>
-T torch_sum_abs(const T* w, int64_t n) {
-  constexpr int kLanes = 32 / sizeof(T);
-  std::vector<T> a(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) a[i] = abs_of(w[i]);
-  if (n < kLanes) {  // scalar row_sum: rows of 4 scalars
-    T rows[4][1];
-    cascade_rows<T, 1>(a.data(), n / 4, rows);
-    for (int64_t i = n / 4 * 4; i < n; ++i) rows[0][0] += a[i];
-    for (int k = 1; k < 4; ++k) rows[0][0] += rows[k][0];
-    return rows[0][0];
-  }
-  const int64_t vecs = n / kLanes;
-  T rows[4][kLanes];
-  cascade_rows<T, kLanes>(a.data(), vecs / 4, rows);
-  for (int64_t v = vecs / 4 * 4; v < vecs; ++v)
-    for (int l = 0; l < kLanes; ++l) rows[0][l] += a[v * kLanes + l];
-  for (int k = 1; k < 4; ++k)
-    for (int l = 0; l < kLanes; ++l) rows[0][l] += rows[k][l];
-  T total = 0;
-  for (int64_t i = vecs * kLanes; i < n; ++i) total += a[i];
-  for (int l = 0; l < kLanes; ++l) total += rows[0][l];
-  return total;
-}
-
 template <class T>
 void bwn_forward(const T* w, int64_t n, int64_t channels, T* w_tilde, T* w_hat, T* scale) {
   const int64_t per = n / channels;
   if (channels == 1) {
     // BWN: alpha = torch.sum(|W|) / numel in T, as the reference computes it.
-    scale[0] = torch_sum_abs(w, n) / static_cast<T>(n);
+    scale[0] = torch_order_sum_abs(w, n) / static_cast<T>(n);
   } else {
     auto sums = channel_sums(w, n, channels, [](T x) { return abs_of(x); });
     for (int64_t k = 0; k < channels; ++k) scale[k] = static_cast<T>(sums[k] / static_cast<double>(per));

@@ -1,0 +1,107 @@
+#pragma once
+// Float math shared by the kernel families (quantize, meta): rounding, fma, bit casts, and a
+// branch-free exp and tanh. Everything is MQ_HD and written with explicit fma() wherever a
+// multiply feeds an add, so host and device round identically.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/common.h"
+
+namespace mq::kernels {
+
+// ---- rounding: half to even, as nearbyint (default rounding mode) ----
+MQ_HD inline float round_half_even(float x) {
+#if defined(__CUDA_ARCH__)
+  return rintf(x);
+#else
+  return std::nearbyint(x);
+#endif
+}
+MQ_HD inline double round_half_even(double x) {
+#if defined(__CUDA_ARCH__)
+  return rint(x);
+#else
+  return std::nearbyint(x);
+#endif
+}
+
+MQ_HD inline float fma_of(float a, float b, float c) {
+#if defined(__CUDA_ARCH__)
+  return fmaf(a, b, c);
+#else
+  return std::fma(a, b, c);
+#endif
+}
+MQ_HD inline double fma_of(double a, double b, double c) {
+#if defined(__CUDA_ARCH__)
+  return fma(a, b, c);
+#else
+  return std::fma(a, b, c);
+#endif
+}
+
+MQ_HD inline float bits_to_float(int32_t bits) {
+#if defined(__CUDA_ARCH__)
+  return __int_as_float(bits);
+#else
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+#endif
+}
+
+template <class T>
+MQ_HD inline T abs_of(T x) {
+  return x < T(0) ? -x : x;
+}
+// ---- exp and tanh ----
+// f32: our own branch-free exp and tanh so that (a) the CPU loops vectorize (libm's expf and
+// tanhf are scalar calls) and (b) host and device compute the same bits.
+// exp: Cody-Waite reduction by ln 2 and a degree-7 Taylor polynomial, 2^k built from its bits;
+//   the argument is clamped to [-87, 88] (below, exp returns the smallest normal's order of
+//   magnitude instead of 0; NaN passes through). About 1 ulp.
+// tanh: max error about 2 ulp against the exact value:
+//   |x| < 0.5: odd Taylor polynomial x + x^3 P(x^2) up to x^17 (truncation < 2e-9 relative);
+//   otherwise 1 - 2 / (exp(2|x|) + 1) with exp by Cody-Waite reduction and a degree-7 Taylor
+//   polynomial, 2^k built from its bits; |x| is clamped at 10 (tanh rounds to 1 above 9.02).
+MQ_HD inline float exp_reduced_f32(float y) {  // exp(y) for -87 <= y <= 88
+  const float k = round_half_even(y * 1.44269504088896341f);
+  float r = fma_of(-k, 0.693145751953125f, y);
+  r = fma_of(-k, 1.42860676533018704e-06f, r);
+  float p = 1.0f / 5040.0f;
+  p = fma_of(p, r, 1.0f / 720.0f);
+  p = fma_of(p, r, 1.0f / 120.0f);
+  p = fma_of(p, r, 1.0f / 24.0f);
+  p = fma_of(p, r, 1.0f / 6.0f);
+  p = fma_of(p, r, 0.5f);
+  p = fma_of(p, r, 1.0f);
+  p = fma_of(p, r, 1.0f);
+  return p * bits_to_float((static_cast<int32_t>(k) + 127) << 23);
+}
+
+MQ_HD inline float exp_f32(float y) {
+  return exp_reduced_f32(y < -87.0f ? -87.0f : (y > 88.0f ? 88.0f : y));
+}
+
+MQ_HD inline float tanh_f32(float x) {
+  const float a = abs_of(x);
+  // small branch
+  const float s = x * x;
+  float p = 0.00059002744094558595f;
+  p = fma_of(p, s, -0.0014558343870513183f);
+  p = fma_of(p, s, 0.0035921280365724811f);
+  p = fma_of(p, s, -0.0088632355299021973f);
+  p = fma_of(p, s, 0.021869488536155203f);
+  p = fma_of(p, s, -0.053968253968253971f);
+  p = fma_of(p, s, 0.13333333333333333f);
+  p = fma_of(p, s, -0.33333333333333331f);
+  const float small = fma_of(x * s, p, x);
+  // large branch
+  const float e = exp_reduced_f32(2.0f * (a > 10.0f ? 10.0f : a));  // NaN stays NaN
+  const float big = 1.0f - 2.0f / (e + 1.0f);
+  const float large = x < 0.0f ? -big : big;
+  return a < 0.5f ? small : large;
+}
+
+}  // namespace mq::kernels
