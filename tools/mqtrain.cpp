@@ -4,46 +4,25 @@
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <csignal>
-#include <cstdlib>
 #include <cstdio>
-#include <filesystem>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <memory>
-#include <numeric>
 
-#include "data/registry.h"
-#include "engine/cuda/cuda_api.h"
-#include "engine/io/checkpoint.h"
 #include "engine/io/npy.h"
 #include "engine/io/pth.h"
-#include "engine/optim/optimizer.h"
 #include "engine/parallel.h"
 #include "meta/golden_quant.h"
-#include "meta/run_checkpoint.h"
-#include "meta/run_log.h"
-#include "meta/trainers.h"
+#include "meta/training_run.h"
 #include "tools/progress.h"
 
 using namespace mq;
 
 namespace {
 
-struct Options {
-  std::string model = "resnet20", dataset = "synthetic", data_dir, device = "auto";
-  int batch = 128, threads = 0, epochs = 100, trials = 1;
-  uint64_t seed = 1;
-  double lr = 1e-3;
-  std::string optimizer = "SGD", lr_adjust = "30", save_dir, results = "Results";
-  // quantize
-  std::string backward = "MultiFC", quantizer = "dorefa", pretrained, meta_act = "none";
-  int bits = 1, hidden = 100, num_fc = 3;
-  bool meta_lr_follows = false;
-  bool tf32 = false;
-  // runs
-  bool resume = false;
-  std::string run_name;
-  int64_t train_subset = 0;
+struct Options : RunSettings {
+  int threads = 0;
 };
 
 void add_common(CLI::App& cmd, Options& o) {
@@ -59,13 +38,6 @@ void add_common(CLI::App& cmd, Options& o) {
   cmd.add_option("--seed", o.seed, "drives initialization, shuffling and augmentation")
       ->capture_default_str();
   cmd.add_flag("--tf32", o.tf32, "allow TF32 tensor-core math on CUDA (off by default)");
-}
-
-// Resolves --device and applies device-wide settings.
-Device select_device(const Options& o) {
-  Device device = Device::parse(o.device);
-  if (device.is_cuda()) cuda::set_allow_tf32(o.tf32);
-  return device;
 }
 
 void add_training(CLI::App& cmd, Options& o) {
@@ -85,32 +57,6 @@ void add_training(CLI::App& cmd, Options& o) {
   cmd.add_option("--train-subset", o.train_subset, "train on the first N training images only")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
 }
-
-int parse_depth(const std::string& model) {
-  if (model.rfind("resnet", 0) == 0) {
-    try {
-      size_t used = 0;
-      int d = std::stoi(model.substr(6), &used);
-      if (used == model.size() - 6) return d;
-    } catch (const std::exception&) {
-    }
-  }
-  fail("--model '{}': expected resnet8, resnet20, resnet32, resnet44, resnet56 or resnet110", model);
-}
-
-// A model state from a directory of .npy files, an mq checkpoint or a PyTorch .pth file.
-TensorMap load_state_any(const std::string& path) {
-  namespace fs = std::filesystem;
-  MQ_CHECK(fs::exists(path), "--pretrained {}: no such file or directory", path);
-  if (fs::is_directory(path)) return load_npy_dir(path, "");
-  if (path.ends_with(".pth") || path.ends_with(".pt") || path.ends_with(".tar")) return load_pth(path);
-  return load_checkpoint(path).tensors;
-}
-
-struct TrialResult {
-  double best = 0;
-  std::vector<double> test_acc;
-};
 
 // Test-only fault injection (docs/cli.md): MQ_TEST_FAULT=kill@N sends SIGKILL to this process
 // once N training iterations are done; nan@N turns the weights into NaN there (divergence).
@@ -143,176 +89,36 @@ struct Fault {
   }
 };
 
-TrialResult run_trial(const Options& o, bool quantized, int trial) {
-  uint64_t seed = o.seed + trial;
-  Device device = select_device(o);
-  int classes = dataset_classes(o.dataset);
-  Dataset train_set = load_dataset(o.dataset, o.data_dir, Split::train);
-  if (o.train_subset > 0) train_set.keep_first(size_t(o.train_subset));
-  Dataset test_set = load_dataset(o.dataset, o.data_dir, Split::test);
-  Normalization norm = dataset_normalization(o.dataset);
-  DataLoader train(train_set, {.batch = size_t(o.batch), .shuffle = true, .augment = true,
-                               .augmentation = {}, .seed = seed, .normalization = norm});
-  DataLoader test(test_set, {.batch = size_t(o.batch), .shuffle = false, .augment = false,
-                             .augmentation = {}, .seed = seed, .normalization = norm});
-  QuantSpec spec{parse_quantizer(o.quantizer), o.bits};
-  QuantizedLayerFactory qfactory(spec);
-  const LayerFactory& factory = quantized ? qfactory : default_layer_factory();
-  ResNetCifar model(parse_depth(o.model), classes, train_set.channels, seed, factory);
-  if (!o.pretrained.empty() && !o.resume) model.load_state_dict(load_state_any(o.pretrained), true);
-  model.to(device);
-
-  std::unique_ptr<MetaNet> meta;
-  std::unique_ptr<QuantTrainer> trainer;
-  if (quantized && o.backward != "ste") {
-    meta = std::make_unique<MetaNet>(
-        MetaNetConfig{parse_meta_kind(o.backward), o.hidden, o.num_fc, parse_meta_act(o.meta_act)},
-        seed);
-    meta->to(device);
-    trainer = std::make_unique<MetaQuantTrainer>(
-        model, *meta, MetaQuantOptions{o.optimizer, o.lr, 1e-3, o.meta_lr_follows});
-  } else {
-    trainer = std::make_unique<SteTrainer>(model, o.optimizer, o.lr);  // FP when not quantized
-  }
-  std::string what = !quantized ? "full precision"
-                     : o.backward == "ste" ? spec_str(spec) + ", STE"
-                                           : spec_str(spec) + ", MetaQuant " + o.backward;
-  // What a resumed run must share with the checkpoint (lr, epochs and device may change).
-  nlohmann::json identity = {{"model", o.model}, {"dataset", o.dataset}, {"mode", what},
-                             {"optimizer", o.optimizer}, {"lr_adjust", o.lr_adjust},
-                             {"batch", o.batch}, {"seed", seed}, {"train_subset", o.train_subset}};
-  if (quantized && o.backward != "ste") {
-    identity["hidden"] = o.hidden;
-    identity["meta_act"] = o.meta_act;
-    if (parse_meta_kind(o.backward) == MetaKind::multi_fc) identity["num_fc"] = o.num_fc;
-    identity["meta_lr_follows_lr"] = o.meta_lr_follows;
-  }
-  nlohmann::json config = identity;
-  config.update({{"lr", o.lr}, {"epochs", o.epochs}, {"device", device.str()},
-                 {"pretrained", o.pretrained}});
-  std::string run = o.run_name.empty()
-                        ? fmt::format("{}-{}-{}-seed{}", quantized ? o.backward : "fp",
-                                      quantized ? spec_str(spec) : "32bit", o.optimizer, seed)
-                        : (o.trials > 1 ? fmt::format("{}-trial{}", o.run_name, trial) : o.run_name);
-  const std::string dir = run_directory(o.results, o.model, o.dataset, run, o.resume);
-  const std::string checkpoint = dir + "/" + kRunCheckpointName;
-  RunProgress progress;
-  progress.lr = o.lr;
-  if (o.resume) {
-    MQ_CHECK(std::filesystem::exists(checkpoint),
-             "--resume: {} has no checkpoint (the run stopped before its first epoch ended); "
-             "start it again without --resume", dir);
-    progress = load_run_checkpoint(checkpoint, model, *trainer, identity);
-    trainer->set_lr(progress.lr);
-    std::printf("mqtrain: resuming %s after epoch %d (lr %g)\n", dir.c_str(),
-                progress.epochs_done, progress.lr);
-  }
-  RunLog log(dir, config, progress.iterations, progress.epochs_done);
-  std::printf("mqtrain: %s, %s on %s (%zu train / %zu test), %s lr %g, batch %d, %d epochs, "
-              "device %s, %d threads; logs in %s\n",
-              o.model.c_str(), what.c_str(), o.dataset.c_str(), train_set.size(), test_set.size(),
-              o.optimizer.c_str(), progress.lr, o.batch, o.epochs, device.str().c_str(),
-              num_threads(), log.dir().c_str());
-  LrSchedule schedule = LrSchedule::parse(o.lr_adjust);
-  schedule.restore(progress.schedule);
-  const Fault fault = Fault::from_env();
-  int64_t iter = progress.iterations;
-  const int first_epoch = progress.epochs_done;
-  bool stop = progress.finished && progress.epochs_done >= o.epochs;
-  for (int e = progress.epochs_done; e < o.epochs && !stop; ++e) {
-    tools::Progress bar(e, o.epochs);
-    double lr = trainer->lr();
-    auto on_step = [&](const StepReport& s) {
-      bar.update(s);
-      log.iteration(iter++, s.running_loss, s.running_acc, lr);
-      fault.maybe_fire(iter, model);
-    };
-    EpochResult r;
-    try {
-      r = train_epoch(*trainer, train, device, e, on_step);
-    } catch (const Error& err) {
-      log.flush();
-      if (progress.epochs_done == 0) throw;
-      fail("{}\nthe last good checkpoint (after epoch {}) is kept in {}; `--resume` continues "
-           "from it", err.what(), progress.epochs_done, checkpoint);
-    }
-    double acc = evaluate(model, test, device);
-    progress.best = std::max(progress.best, acc);
-    progress.test_acc.push_back(acc);
-    std::printf("epoch %d/%d: train loss %.4f, train acc %.2f%%, test acc %.2f%% (best %.2f%%), "
-                "%.0f images/s, lr %g\n",
-                e + 1, o.epochs, r.loss, r.acc, acc, progress.best, r.images_per_s, lr);
-    log.epoch(e, {{"epoch", e + 1}, {"train_loss", r.loss}, {"train_acc", r.acc},
-                  {"test_acc", acc}, {"images_per_s", r.images_per_s}, {"lr", lr},
-                  {"seconds", r.seconds}},
-              acc);
-    double next = schedule.after_epoch(e, r.loss, lr);
-    trainer->set_lr(next);
-    if (LrSchedule::should_stop(next)) {
-      std::printf("learning rate %g < 1e-6: stopping early\n", next);
-      stop = true;
-    }
-    progress.epochs_done = e + 1;
-    progress.iterations = iter;
-    progress.lr = next;
-    progress.schedule = schedule.state();
-    progress.finished = stop || e + 1 == o.epochs;
-    save_run_checkpoint(checkpoint, model, *trainer, progress, identity);
-  }
-  if (o.resume && progress.epochs_done == first_epoch)
-    std::printf("the run was already complete after %d epochs\n", progress.epochs_done);
-  if (!progress.test_acc.empty())
-    std::printf("final test accuracy %.2f%% (best %.2f%%)\n", progress.test_acc.back(),
-                progress.best);
-  if (!o.save_dir.empty()) {
-    std::string out = o.trials > 1 ? o.save_dir + "/trial" + std::to_string(trial) : o.save_dir;
-    std::filesystem::create_directories(out);
-    model.save(out);
-    std::printf("saved the model state to %s/\n", out.c_str());
-  }
-  return {progress.best, progress.test_acc};
-}
-
-int run_trials(const Options& o, bool quantized) {
+int run_trials(Options o, bool quantized) {
   if (o.threads > 0) set_num_threads(o.threads);
-  std::vector<TrialResult> results;
-  for (int t = 0; t < o.trials; ++t) results.push_back(run_trial(o, quantized, t));
+  o.quantized = quantized;
+  const Fault fault = Fault::from_env();
+  std::unique_ptr<tools::Progress> bar;
+  RunHooks hooks;
+  hooks.epoch_start = [&](int epoch, int epochs) {
+    bar = std::make_unique<tools::Progress>(epoch, epochs);
+  };
+  hooks.after_step = [&](const StepReport& r, int64_t iterations, ResNetCifar& model) {
+    bar->update(r);
+    fault.maybe_fire(iterations, model);
+  };
+  std::vector<RunResult> results;
+  for (int t = 0; t < o.trials; ++t) results.push_back(run_training(o, t, hooks));
   if (o.trials > 1) {
-    auto mean_var = [](const std::vector<double>& v) {
-      double m = std::accumulate(v.begin(), v.end(), 0.0) / v.size(), s = 0;
-      for (double x : v) s += (x - m) * (x - m);
-      return std::pair{m, s / v.size()};
-    };
-    std::vector<double> best, last10;
-    for (auto& r : results) {
-      best.push_back(r.best);
-      size_t k = std::min<size_t>(10, r.test_acc.size());
-      last10.insert(last10.end(), r.test_acc.end() - k, r.test_acc.end());
-    }
-    auto [bm, bv] = mean_var(best);
-    auto [lm, lv] = mean_var(last10);
+    const TrialSummary m = summarize_trials(results);
     std::printf("%d trials: best test acc %.3f (%.3f), last-10 epochs %.3f (%.3f)  [mean (var)]\n",
-                o.trials, bm, bv, lm, lv);
+                o.trials, m.best_mean, m.best_var, m.last10_mean, m.last10_var);
   }
   return 0;
 }
 
-int run_eval(const Options& o, bool quantized) {
+int run_eval(Options o, bool quantized) {
   if (o.threads > 0) set_num_threads(o.threads);
-  MQ_CHECK(!o.pretrained.empty(), "eval: --pretrained PATH is required (.npy directory, "
-           "mq checkpoint or .pth)");
-  Device device = select_device(o);
-  Dataset test_set = load_dataset(o.dataset, o.data_dir, Split::test);
-  DataLoader test(test_set, {.batch = size_t(o.batch), .shuffle = false, .augment = false,
-                             .augmentation = {}, .seed = o.seed,
-                             .normalization = dataset_normalization(o.dataset)});
-  QuantizedLayerFactory qfactory({parse_quantizer(o.quantizer), o.bits});
-  ResNetCifar model(parse_depth(o.model), dataset_classes(o.dataset), test_set.channels, o.seed,
-                    quantized ? static_cast<const LayerFactory&>(qfactory) : default_layer_factory());
-  model.load_state_dict(load_state_any(o.pretrained), true);
-  model.to(device);
-  std::printf("test accuracy %.2f%% (%zu images, %s)\n", evaluate(model, test, device),
-              test_set.size(), quantized ? "quantized" : "full precision");
+  o.quantized = quantized;
+  size_t images = 0;
+  const double acc = evaluate_saved_model(o, &images);
+  std::printf("test accuracy %.2f%% (%zu images, %s)\n", acc, images,
+              quantized ? "quantized" : "full precision");
   return 0;
 }
 
@@ -354,7 +160,7 @@ int main(int argc, char** argv) {
   quantize->add_option("--nfc", o.num_fc, "MultiFC layers >= 2 (-nfc)")->check(CLI::Range(2, 64))
       ->capture_default_str();
   quantize->add_option("--meta-act", o.meta_act, "none|relu|tanh")->capture_default_str();
-  quantize->add_flag("--meta-lr-follows-lr", o.meta_lr_follows,
+  quantize->add_flag("--meta-lr-follows-lr", o.meta_lr_follows_lr,
                      "decay the meta lr with the base lr (the paper) instead of keeping it");
   quantize->add_option("--pretrained", o.pretrained,
                        "full-precision state: .npy directory, mq checkpoint or .pth");

@@ -1,0 +1,233 @@
+#include "meta/training_run.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <numeric>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "data/registry.h"
+#include "engine/cuda/cuda_api.h"
+#include "engine/io/checkpoint.h"
+#include "engine/io/pth.h"
+#include "engine/parallel.h"
+#include "meta/quantized_layers.h"
+#include "meta/run_checkpoint.h"
+#include "meta/run_log.h"
+#include "meta/trainers.h"
+
+namespace mq {
+namespace {
+
+std::string mode_name(const RunSettings& s, const QuantSpec& spec) {
+  if (!s.quantized) return "full precision";
+  return s.backward == "ste" ? spec_str(spec) + ", STE" : spec_str(spec) + ", MetaQuant " + s.backward;
+}
+
+bool uses_meta(const RunSettings& s) { return s.quantized && s.backward != "ste"; }
+
+// What a resumed run must share with the checkpoint (lr, epochs and device may change).
+nlohmann::json run_identity(const RunSettings& s, const std::string& mode, uint64_t seed) {
+  nlohmann::json id = {{"model", s.model}, {"dataset", s.dataset}, {"mode", mode},
+                       {"optimizer", s.optimizer}, {"lr_adjust", s.lr_adjust},
+                       {"batch", s.batch}, {"seed", seed}, {"train_subset", s.train_subset}};
+  if (uses_meta(s)) {
+    id["hidden"] = s.hidden;
+    id["meta_act"] = s.meta_act;
+    if (parse_meta_kind(s.backward) == MetaKind::multi_fc) id["num_fc"] = s.num_fc;
+    id["meta_lr_follows_lr"] = s.meta_lr_follows_lr;
+  }
+  return id;
+}
+
+std::string run_dir_name(const RunSettings& s, const QuantSpec& spec, uint64_t seed, int trial) {
+  if (!s.run_name.empty())
+    return s.trials > 1 ? fmt::format("{}-trial{}", s.run_name, trial) : s.run_name;
+  return fmt::format("{}-{}-{}-seed{}", s.quantized ? s.backward : "fp",
+                     s.quantized ? spec_str(spec) : "32bit", s.optimizer, seed);
+}
+
+}  // namespace
+
+int parse_model_depth(const std::string& model) {
+  if (model.rfind("resnet", 0) == 0) {
+    try {
+      size_t used = 0;
+      int d = std::stoi(model.substr(6), &used);
+      if (used == model.size() - 6) return d;
+    } catch (const std::exception&) {
+    }
+  }
+  fail("--model '{}': expected resnet8, resnet20, resnet32, resnet44, resnet56 or resnet110", model);
+}
+
+TensorMap load_model_state(const std::string& path) {
+  namespace fs = std::filesystem;
+  MQ_CHECK(fs::exists(path), "--pretrained {}: no such file or directory", path);
+  if (fs::is_directory(path)) return load_npy_dir(path, "");
+  if (path.ends_with(".pth") || path.ends_with(".pt") || path.ends_with(".tar")) return load_pth(path);
+  return load_checkpoint(path).tensors;
+}
+
+Device select_device(const std::string& name, bool tf32) {
+  Device device = Device::parse(name);
+  if (device.is_cuda()) cuda::set_allow_tf32(tf32);
+  return device;
+}
+
+RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks) {
+  const uint64_t seed = s.seed + trial;
+  const Device device = select_device(s.device, s.tf32);
+  const int classes = dataset_classes(s.dataset);
+  Dataset train_set = load_dataset(s.dataset, s.data_dir, Split::train);
+  if (s.train_subset > 0) train_set.keep_first(size_t(s.train_subset));
+  Dataset test_set = load_dataset(s.dataset, s.data_dir, Split::test);
+  const Normalization norm = dataset_normalization(s.dataset);
+  DataLoader train(train_set, {.batch = size_t(s.batch), .shuffle = true, .augment = true,
+                               .augmentation = {}, .seed = seed, .normalization = norm});
+  DataLoader test(test_set, {.batch = size_t(s.batch), .shuffle = false, .augment = false,
+                             .augmentation = {}, .seed = seed, .normalization = norm});
+  const QuantSpec spec{parse_quantizer(s.quantizer), s.bits};
+  QuantizedLayerFactory qfactory(spec);
+  const LayerFactory& factory = s.quantized ? qfactory : default_layer_factory();
+  ResNetCifar model(parse_model_depth(s.model), classes, train_set.channels, seed, factory);
+  if (!s.pretrained.empty() && !s.resume) model.load_state_dict(load_model_state(s.pretrained), true);
+  model.to(device);
+
+  std::unique_ptr<MetaNet> meta;
+  std::unique_ptr<QuantTrainer> trainer;
+  if (uses_meta(s)) {
+    meta = std::make_unique<MetaNet>(MetaNetConfig{parse_meta_kind(s.backward), s.hidden, s.num_fc,
+                                                   parse_meta_act(s.meta_act)},
+                                     seed);
+    meta->to(device);
+    trainer = std::make_unique<MetaQuantTrainer>(
+        model, *meta, MetaQuantOptions{s.optimizer, s.lr, 1e-3, s.meta_lr_follows_lr});
+  } else {
+    trainer = std::make_unique<SteTrainer>(model, s.optimizer, s.lr);  // FP when not quantized
+  }
+  const std::string what = mode_name(s, spec);
+  const nlohmann::json identity = run_identity(s, what, seed);
+  nlohmann::json config = identity;
+  config.update({{"lr", s.lr}, {"epochs", s.epochs}, {"device", device.str()},
+                 {"pretrained", s.pretrained}});
+  const std::string dir =
+      run_directory(s.results, s.model, s.dataset, run_dir_name(s, spec, seed, trial), s.resume);
+  const std::string checkpoint = dir + "/" + kRunCheckpointName;
+  RunProgress progress;
+  progress.lr = s.lr;
+  if (s.resume) {
+    MQ_CHECK(std::filesystem::exists(checkpoint),
+             "--resume: {} has no checkpoint (the run stopped before its first epoch ended); "
+             "start it again without --resume", dir);
+    progress = load_run_checkpoint(checkpoint, model, *trainer, identity);
+    trainer->set_lr(progress.lr);
+    std::printf("mqtrain: resuming %s after epoch %d (lr %g)\n", dir.c_str(),
+                progress.epochs_done, progress.lr);
+  }
+  RunLog log(dir, config, progress.iterations, progress.epochs_done);
+  std::printf("mqtrain: %s, %s on %s (%zu train / %zu test), %s lr %g, batch %d, %d epochs, "
+              "device %s, %d threads; logs in %s\n",
+              s.model.c_str(), what.c_str(), s.dataset.c_str(), train_set.size(), test_set.size(),
+              s.optimizer.c_str(), progress.lr, s.batch, s.epochs, device.str().c_str(),
+              num_threads(), log.dir().c_str());
+  LrSchedule schedule = LrSchedule::parse(s.lr_adjust);
+  schedule.restore(progress.schedule);
+  int64_t iter = progress.iterations;
+  const int first_epoch = progress.epochs_done;
+  bool stop = progress.finished && progress.epochs_done >= s.epochs;
+  for (int e = progress.epochs_done; e < s.epochs && !stop; ++e) {
+    if (hooks.epoch_start) hooks.epoch_start(e, s.epochs);
+    const double lr = trainer->lr();
+    auto on_step = [&](const StepReport& r) {
+      log.iteration(iter++, r.running_loss, r.running_acc, lr);
+      if (hooks.after_step) hooks.after_step(r, iter, model);
+    };
+    EpochResult r;
+    try {
+      r = train_epoch(*trainer, train, device, e, on_step);
+    } catch (const Error& err) {
+      log.flush();
+      if (progress.epochs_done == 0) throw;
+      fail("{}\nthe last good checkpoint (after epoch {}) is kept in {}; `--resume` continues "
+           "from it", err.what(), progress.epochs_done, checkpoint);
+    }
+    const double acc = evaluate(model, test, device);
+    progress.best = std::max(progress.best, acc);
+    progress.test_acc.push_back(acc);
+    std::printf("epoch %d/%d: train loss %.4f, train acc %.2f%%, test acc %.2f%% (best %.2f%%), "
+                "%.0f images/s, lr %g\n",
+                e + 1, s.epochs, r.loss, r.acc, acc, progress.best, r.images_per_s, lr);
+    log.epoch(e, {{"epoch", e + 1}, {"train_loss", r.loss}, {"train_acc", r.acc},
+                  {"test_acc", acc}, {"images_per_s", r.images_per_s}, {"lr", lr},
+                  {"seconds", r.seconds}},
+              acc);
+    const double next = schedule.after_epoch(e, r.loss, lr);
+    trainer->set_lr(next);
+    if (LrSchedule::should_stop(next)) {
+      std::printf("learning rate %g < 1e-6: stopping early\n", next);
+      stop = true;
+    }
+    progress.epochs_done = e + 1;
+    progress.iterations = iter;
+    progress.lr = next;
+    progress.schedule = schedule.state();
+    progress.finished = stop || e + 1 == s.epochs;
+    save_run_checkpoint(checkpoint, model, *trainer, progress, identity);
+  }
+  if (s.resume && progress.epochs_done == first_epoch)
+    std::printf("the run was already complete after %d epochs\n", progress.epochs_done);
+  if (!progress.test_acc.empty())
+    std::printf("final test accuracy %.2f%% (best %.2f%%)\n", progress.test_acc.back(),
+                progress.best);
+  if (!s.save_dir.empty()) {
+    const std::string out = s.trials > 1 ? s.save_dir + "/trial" + std::to_string(trial) : s.save_dir;
+    std::filesystem::create_directories(out);
+    model.save(out);
+    std::printf("saved the model state to %s/\n", out.c_str());
+  }
+  return {progress.best, progress.test_acc};
+}
+
+TrialSummary summarize_trials(const std::vector<RunResult>& results) {
+  auto mean_var = [](const std::vector<double>& v) {
+    if (v.empty()) return std::pair{0.0, 0.0};
+    const double m = std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
+    double s = 0;
+    for (double x : v) s += (x - m) * (x - m);
+    return std::pair{m, s / double(v.size())};
+  };
+  std::vector<double> best, last10;
+  for (const RunResult& r : results) {
+    best.push_back(r.best);
+    const size_t k = std::min<size_t>(10, r.test_acc.size());
+    last10.insert(last10.end(), r.test_acc.end() - k, r.test_acc.end());
+  }
+  TrialSummary t;
+  std::tie(t.best_mean, t.best_var) = mean_var(best);
+  std::tie(t.last10_mean, t.last10_var) = mean_var(last10);
+  return t;
+}
+
+double evaluate_saved_model(const RunSettings& s, size_t* images) {
+  MQ_CHECK(!s.pretrained.empty(), "eval: --pretrained PATH is required (.npy directory, "
+           "mq checkpoint or .pth)");
+  const Device device = select_device(s.device, s.tf32);
+  Dataset test_set = load_dataset(s.dataset, s.data_dir, Split::test);
+  DataLoader test(test_set, {.batch = size_t(s.batch), .shuffle = false, .augment = false,
+                             .augmentation = {}, .seed = s.seed,
+                             .normalization = dataset_normalization(s.dataset)});
+  QuantizedLayerFactory qfactory({parse_quantizer(s.quantizer), s.bits});
+  ResNetCifar model(parse_model_depth(s.model), dataset_classes(s.dataset), test_set.channels,
+                    s.seed,
+                    s.quantized ? static_cast<const LayerFactory&>(qfactory) : default_layer_factory());
+  model.load_state_dict(load_model_state(s.pretrained), true);
+  model.to(device);
+  if (images) *images = test_set.size();
+  return evaluate(model, test, device);
+}
+
+}  // namespace mq

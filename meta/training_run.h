@@ -1,0 +1,73 @@
+#pragma once
+// A whole training run as library code (what `mqtrain pretrain|quantize` runs): data, model and
+// trainer from the settings, the epoch loop with test evaluation, the reference's logs, a
+// checkpoint after every epoch, the lr schedule, resume, and the divergence message that names
+// the last good checkpoint. The tool parses flags and draws the progress bar through the hooks.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/io/npy.h"
+#include "meta/train_loop.h"
+#include "models/resnet_cifar.h"
+
+namespace mq {
+
+struct RunSettings {
+  // model and data
+  std::string model = "resnet20";  // resnet8 (quick tests), resnet20|32|44|56|110
+  std::string dataset = "synthetic", data_dir;
+  std::string device = "auto";
+  bool tf32 = false;
+  int batch = 128, epochs = 100;
+  uint64_t seed = 1;            // trial t uses seed + t
+  int64_t train_subset = 0;     // > 0: the first N training images only
+  // optimization
+  double lr = 1e-3;
+  std::string optimizer = "SGD", lr_adjust = "30";
+  // quantization; quantized = false trains full precision
+  bool quantized = false;
+  std::string backward = "MultiFC";  // ste|MultiFC|FC-Grad|LSTMFC
+  std::string quantizer = "dorefa", meta_act = "none";
+  int bits = 1, hidden = 100, num_fc = 3;
+  bool meta_lr_follows_lr = false;
+  std::string pretrained;  // starting state: .npy directory, mq checkpoint or .pth
+  // the run's files
+  std::string results = "Results", run_name, save_dir;
+  bool resume = false;
+  int trials = 1;  // names the run directories and save directories of a multi-trial run
+};
+
+struct RunHooks {
+  std::function<void(int epoch, int epochs)> epoch_start;
+  // After every training iteration (logged): its report, the iterations done so far.
+  std::function<void(const StepReport&, int64_t iterations, ResNetCifar& model)> after_step;
+};
+
+struct RunResult {
+  double best = 0;               // best test accuracy, percent
+  std::vector<double> test_acc;  // per epoch
+};
+
+// Trains trial `trial` (seed + trial) to the end, or continues it with settings.resume.
+// Prints the run's header, one line per epoch and the final accuracy to stdout.
+RunResult run_training(const RunSettings& settings, int trial, const RunHooks& hooks = {});
+
+// Mean and variance of the best and of the last-10-epoch test accuracies over trials, as the
+// reference reports them.
+struct TrialSummary {
+  double best_mean = 0, best_var = 0, last10_mean = 0, last10_var = 0;
+};
+TrialSummary summarize_trials(const std::vector<RunResult>& results);
+
+// Test accuracy (percent) of the state at settings.pretrained, quantized or not.
+double evaluate_saved_model(const RunSettings& settings, size_t* images = nullptr);
+
+int parse_model_depth(const std::string& model);
+// A model state from a directory of .npy files, an mq checkpoint or a PyTorch .pth file.
+TensorMap load_model_state(const std::string& path);
+// Resolves a device name and applies device-wide settings (TF32).
+Device select_device(const std::string& name, bool tf32);
+
+}  // namespace mq
