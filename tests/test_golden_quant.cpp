@@ -35,7 +35,7 @@ void check_case(const std::string& name) {
 #define MQ_GOLDEN_OPEN_CASE(name) \
   TEST_CASE("golden " name, "[.golden-open][golden-quant]") { check_case(name); }
 
-MQ_GOLDEN_OPEN_CASE("ste-dorefa-sgd")
+MQ_GOLDEN_CASE("ste-dorefa-sgd")
 MQ_GOLDEN_CASE("ste-dorefa-adam")
 MQ_GOLDEN_CASE("ste-bwn-sgd")
 MQ_GOLDEN_CASE("ste-bwn-adam")

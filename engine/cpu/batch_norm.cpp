@@ -2,6 +2,9 @@
 // Work is split over channels (OpenMP); the arithmetic and its roundings follow ATen (below).
 // Statistics are summed in double (vectorized), the per-element math is in T.
 #include <cmath>
+#include <type_traits>
+
+#include "kernels/float_math.h"
 
 #include "engine/backend.h"
 #include "engine/dispatch.h"
@@ -32,10 +35,14 @@ T* opt_data(Tensor& t) {
 
 // The arithmetic below follows PyTorch's CPU batch norm (ATen batch_norm_kernel.cpp and
 // Normalization.cpp) operation by operation, rounding included: the golden traces are f32 runs
-// of PyTorch, and BN statistics feed every later step. Products are not fused into FMAs there
-// (ATen's Vectorized ops multiply and add separately), hence fp-contract=off for this file.
+// of PyTorch, and BN statistics feed every later step. ATen's per-element kernels
+// (cpu/batch_norm_kernel.cpp) are built for AVX2 by GCC, which contracts a product feeding an add
+// or subtract into one FMA (Vectorized<float> ops are plain vector arithmetic to GCC); its
+// Normalization.cpp (running statistics, invstd) is built without FMA. So this file turns
+// contraction off and writes each fused operation ATen gets as an explicit fma_of.
 
-// y = x * scale[c] + shift[c]
+// y = fma(x, scale[c], shift[c]): ATen's data_vec * alpha_vec + beta_vec, which GCC contracts
+// into one FMA in the AVX2 kernel.
 template <class T>
 void apply_affine(const T* x, T* y, const BnGeom& g, const T* scale, const T* shift) {
 #pragma omp parallel for collapse(2) schedule(static)
@@ -45,7 +52,7 @@ void apply_affine(const T* x, T* y, const BnGeom& g, const T* scale, const T* sh
       const T* in = x + (n * g.c + c) * g.hw;
       T* out = y + (n * g.c + c) * g.hw;
 #pragma omp simd
-      for (int64_t i = 0; i < g.hw; ++i) out[i] = in[i] * a + b;
+      for (int64_t i = 0; i < g.hw; ++i) out[i] = kernels::fma_of(in[i], a, b);
     }
 }
 
@@ -70,23 +77,51 @@ void forward_train(const Tensor& xt, const Tensor& wt, const Tensor& bt, Tensor&
   std::vector<T> scale(g.c), shift(g.c);
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < g.c; ++c) {
-    double s = 0;
-    for (int64_t n = 0; n < g.n; ++n) {
-      const T* in = x + (n * g.c + c) * g.hw;
-#pragma omp simd reduction(+ : s)
-      for (int64_t i = 0; i < g.hw; ++i) s += double(in[i]);
-    }
-    const T mean = T(s / double(count));
-    double ss = 0;
-    for (int64_t n = 0; n < g.n; ++n) {
-      const T* in = x + (n * g.c + c) * g.hw;
-#pragma omp simd reduction(+ : ss)
-      for (int64_t i = 0; i < g.hw; ++i) {
-        const T d = in[i] - mean;
-        ss += double(d * d);
+    T mean, var_sum;
+    if (g.hw == 1) {
+      // [N, C] (or H = W = 1) is channels-last contiguous too, and ATen takes its channels-last
+      // kernel: sums over N in T (one thread's buffer), the squares fused into the sum.
+      T s = 0;
+      for (int64_t n = 0; n < g.n; ++n) s += x[n * g.c + c];
+      mean = T(double(s) / double(count));
+      T ss = 0;
+      for (int64_t n = 0; n < g.n; ++n) {
+        const T d = x[n * g.c + c] - mean;
+        ss = kernels::fma_of(d, d, ss);
       }
+      var_sum = ss;
+    } else if constexpr (std::is_same_v<T, double>) {
+      // f64: ATen's sums are double too, in order, and GCC fuses the squares into them.
+      double s = 0;
+      for (int64_t n = 0; n < g.n; ++n)
+        for (int64_t i = 0; i < g.hw; ++i) s += x[(n * g.c + c) * g.hw + i];
+      mean = T(s / double(count));
+      double ss = 0;
+      for (int64_t n = 0; n < g.n; ++n)
+        for (int64_t i = 0; i < g.hw; ++i) {
+          const T d = x[(n * g.c + c) * g.hw + i] - mean;
+          ss = kernels::fma_of(d, d, ss);
+        }
+      var_sum = T(ss);
+    } else {
+      double s = 0;
+      for (int64_t n = 0; n < g.n; ++n) {
+        const T* in = x + (n * g.c + c) * g.hw;
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = 0; i < g.hw; ++i) s += double(in[i]);
+      }
+      mean = T(s / double(count));
+      double ss = 0;
+      for (int64_t n = 0; n < g.n; ++n) {
+        const T* in = x + (n * g.c + c) * g.hw;
+#pragma omp simd reduction(+ : ss)
+        for (int64_t i = 0; i < g.hw; ++i) {
+          const T d = in[i] - mean;
+          ss += double(d * d);
+        }
+      }
+      var_sum = T(ss);
     }
-    const T var_sum = T(ss);
     const T var = var_sum / T(count);
     const T invstd = T(1.0 / std::sqrt(double(var) + eps));
     save_mean[c] = mean;
@@ -97,7 +132,7 @@ void forward_train(const Tensor& xt, const Tensor& wt, const Tensor& bt, Tensor&
     rv[c] = T(double(mom) * unbiased + double(kept));
     const T a = invstd * (w ? w[c] : T(1));
     scale[c] = a;
-    shift[c] = (b ? b[c] : T(0)) - mean * a;
+    shift[c] = kernels::fma_of(-mean, a, b ? b[c] : T(0));  // bias - mean * alpha, fused
   }
   apply_affine(x, yt.data<T>(), g, scale.data(), shift.data());
 }
@@ -110,17 +145,69 @@ void forward_eval(const Tensor& xt, const Tensor& wt, const Tensor& bt, const Te
   const T* b = opt_data<T>(bt);
   const T* rm = rmt.data<T>();
   const T* rv = rvt.data<T>();
+  // As ATen: invstd = 1 / sqrt(running_var + T(eps)) in T, alpha = invstd * w,
+  // beta = bias - running_mean * alpha (fused).
   std::vector<T> scale(g.c), shift(g.c);
   for (int64_t c = 0; c < g.c; ++c) {
-    const double a = (w ? double(w[c]) : 1.0) / std::sqrt(double(rv[c]) + eps);
-    scale[c] = T(a);
-    shift[c] = T((b ? double(b[c]) : 0.0) - double(rm[c]) * a);
+    const T invstd = T(1) / std::sqrt(rv[c] + T(eps));
+    scale[c] = invstd * (w ? w[c] : T(1));
+    shift[c] = kernels::fma_of(-rm[c], scale[c], b ? b[c] : T(0));
   }
   apply_affine(xt.data<T>(), yt.data<T>(), g, scale.data(), shift.data());
 }
 
-// Per channel: sum(gy) and sum(gy * (x - mean)), per (n, c) plane in T, planes summed in double
-// (as ATen's reduce_all / map2_reduce_all per plane).
+// ATen's vec::reduce_all / map2_reduce_all over one (n, c) plane of `size` elements, with
+// Vectorized<T> of L lanes (AVX2: 8 floats or 4 doubles): lane-wise accumulation over whole
+// vectors, the partial tail vector added into its first lanes, then, for float, a halving tree
+// across the lanes (lane i + lane i + L/2, ...), for double the lanes in order. Planes shorter
+// than a vector are summed in order. sum(gy) and sum((x - mean) * gy), the latter one FMA per
+// element after the first vector.
+template <class T>
+void plane_sums(const T* gy, const T* x, T m, int64_t size, T& sum_out, T& dot_out) {
+  constexpr int L = 32 / int(sizeof(T));
+  if (size < L) {
+    T s = gy[0], d = (x[0] - m) * gy[0];
+    for (int64_t i = 1; i < size; ++i) {
+      s += gy[i];
+      d += (x[i] - m) * gy[i];
+    }
+    sum_out = s;
+    dot_out = d;
+    return;
+  }
+  T s[L], d[L];
+  for (int l = 0; l < L; ++l) {
+    s[l] = gy[l];
+    d[l] = (x[l] - m) * gy[l];
+  }
+  int64_t i = L;
+  for (; i + L <= size; i += L)
+    for (int l = 0; l < L; ++l) {
+      s[l] += gy[i + l];
+      d[l] = kernels::fma_of(x[i + l] - m, gy[i + l], d[l]);
+    }
+  for (int l = 0; i + l < size; ++l) {
+    s[l] += gy[i + l];
+    d[l] = kernels::fma_of(x[i + l] - m, gy[i + l], d[l]);
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    for (int w = L / 2; w >= 1; w /= 2)
+      for (int l = 0; l < w; ++l) {
+        s[l] += s[l + w];
+        d[l] += d[l + w];
+      }
+  } else {  // ATen has the shuffle tree for float only; other types add the lanes in order
+    for (int l = 1; l < L; ++l) {
+      s[0] += s[l];
+      d[0] += d[l];
+    }
+  }
+  sum_out = s[0];
+  dot_out = d[0];
+}
+
+// Per channel: sum(gy) and sum(gy * (x - mean)), per (n, c) plane in T (plane_sums), planes
+// summed in double in n order (as ATen's contiguous kernel; H * W == 1 as its channels-last one).
 template <class T>
 void channel_sums(const T* gy, const T* x, const T* mean, const BnGeom& g,
                             std::vector<double>& sg, std::vector<double>& sgx) {
@@ -129,16 +216,21 @@ void channel_sums(const T* gy, const T* x, const T* mean, const BnGeom& g,
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < g.c; ++c) {
     const T m = mean[c];
+    if (g.hw == 1) {  // ATen's channels-last kernel (see forward_train): sums over N in T
+      T ta = 0, tb = 0;
+      for (int64_t n = 0; n < g.n; ++n) {
+        ta += gy[n * g.c + c];
+        tb = kernels::fma_of(x[n * g.c + c] - m, gy[n * g.c + c], tb);
+      }
+      sg[c] = ta;
+      sgx[c] = tb;
+      continue;
+    }
     double a = 0, b = 0;
     for (int64_t n = 0; n < g.n; ++n) {
-      const T* pg = gy + (n * g.c + c) * g.hw;
-      const T* px = x + (n * g.c + c) * g.hw;
-      T ta = 0, tb = 0;
-#pragma omp simd reduction(+ : ta, tb)
-      for (int64_t i = 0; i < g.hw; ++i) {
-        ta += pg[i];
-        tb += (px[i] - m) * pg[i];
-      }
+      const int64_t off = (n * g.c + c) * g.hw;
+      T ta, tb;
+      plane_sums(gy + off, x + off, m, g.hw, ta, tb);
       a += ta;
       b += tb;
     }
@@ -148,7 +240,8 @@ void channel_sums(const T* gy, const T* x, const T* mean, const BnGeom& g,
 }
 
 // As ATen: k = T(dotp) * invstd * invstd / N and grad_mean = T(sum / N), then
-// gx = ((gy - grad_mean) - (x - mean) * k) * invstd * w, all in T.
+// gx = fma(-(x - mean), k, gy - grad_mean) * invstd * w, all in T (ATen's
+// (dy - grad_mean - (x - mean) * k) * invstd * w with the subtract of the product fused).
 template <class T>
 void backward_train(const Tensor& gyt, const Tensor& xt, const Tensor& wt,
                               const Tensor& smt, const Tensor& sit, Tensor& gxt, Tensor& gwt,
@@ -180,7 +273,7 @@ void backward_train(const Tensor& gyt, const Tensor& xt, const Tensor& wt,
       const T k = ck[c], gm = cm[c], m = mean[c], is = invstd[c], wc = w ? w[c] : T(1);
 #pragma omp simd
       for (int64_t i = 0; i < g.hw; ++i)
-        gx[off + i] = ((gy[off + i] - gm) - (x[off + i] - m) * k) * is * wc;
+        gx[off + i] = kernels::fma_of(-(x[off + i] - m), k, gy[off + i] - gm) * is * wc;
     }
 }
 
@@ -191,7 +284,7 @@ void backward_eval(const Tensor& gyt, const Tensor& xt, const Tensor& wt, const 
   const T* gy = gyt.data<T>();
   const T* w = opt_data<T>(wt);
   const T* rv = rvt.data<T>();
-  std::vector<T> invstd(g.c), zero(g.c, T(0));
+  std::vector<T> invstd(g.c);
   for (int64_t c = 0; c < g.c; ++c) invstd[c] = T(1.0 / std::sqrt(double(rv[c]) + eps));
   T* gw = opt_data<T>(gwt);
   T* gb = opt_data<T>(gbt);
@@ -203,10 +296,16 @@ void backward_eval(const Tensor& gyt, const Tensor& xt, const Tensor& wt, const 
       if (gb) gb[c] = T(sg[c]);
     }
   }
-  if (gxt.defined()) {
-    std::vector<T> scale(g.c);
-    for (int64_t c = 0; c < g.c; ++c) scale[c] = (w ? w[c] : T(1)) * invstd[c];
-    apply_affine(gy, gxt.data<T>(), g, scale.data(), zero.data());
+  if (T* gx = opt_data<T>(gxt)) {
+    // As ATen: gx = dy * invstd * w, multiplied left to right.
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < g.n; ++n)
+      for (int64_t c = 0; c < g.c; ++c) {
+        const int64_t off = (n * g.c + c) * g.hw;
+        const T is = invstd[c], wc = w ? w[c] : T(1);
+#pragma omp simd
+        for (int64_t i = 0; i < g.hw; ++i) gx[off + i] = gy[off + i] * is * wc;
+      }
   }
 }
 
