@@ -1,6 +1,7 @@
 #include "meta/meta_op.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include "engine/autograd.h"
 #include "engine/backend.h"
@@ -98,14 +99,20 @@ Tensor recurrent(const LstmState& st, const Tensor& w_hh, int64_t r0, int64_t r1
   return r;
 }
 
+// G [n] and the new state (h', c') [n, h] of an LSTMFC forward, uninitialized.
+std::tuple<Tensor, Tensor, Tensor> lstm_outputs(const Tensor& g_hat, int64_t h) {
+  const int64_t n = g_hat.numel();
+  return {Tensor::empty(g_hat.shape(), g_hat.dtype(), g_hat.device()),
+          Tensor::empty({n, h}, g_hat.dtype(), g_hat.device()),
+          Tensor::empty({n, h}, g_hat.dtype(), g_hat.device())};
+}
+
 // CUDA: the op layer runs the recurrent GEMM per chunk; the backward recomputes the gates.
 Tensor lstm_meta_cuda(const MetaNet& net, const Tensor& g_hat, const Tensor& w_tilde,
                       const LstmState& state, LstmState* state_out) {
   const int64_t n = g_hat.numel(), h = net.config().hidden;
   Tensor x = w_tilde.detach(), g = g_hat.detach();
-  Tensor G = Tensor::empty(g_hat.shape(), g_hat.dtype(), g_hat.device());
-  Tensor hn = Tensor::empty({n, h}, g.dtype(), g.device());
-  Tensor cn = Tensor::empty({n, h}, g.dtype(), g.device());
+  auto [G, hn, cn] = lstm_outputs(g_hat, h);
   const int64_t chunk = state.is_zero() ? n : lstm_chunk_rows(h);
   for (int64_t r0 = 0; r0 < n; r0 += chunk) {
     const int64_t r1 = std::min(n, r0 + chunk), rows = r1 - r0;
@@ -152,16 +159,13 @@ Tensor lstm_meta_cuda(const MetaNet& net, const Tensor& g_hat, const Tensor& w_t
       });
 }
 
-
 // CPU: one fused forward over all rows that keeps K = da/dm ([n, 4h]); the backward is one GEMM
 // per chunk against it (kernels/meta/lstm_cpu.cpp). The old cell state is not needed by it.
 Tensor lstm_meta_cpu(const MetaNet& net, const Tensor& g_hat, const Tensor& w_tilde,
                      const LstmState& state, LstmState* state_out) {
   const int64_t n = g_hat.numel(), h = net.config().hidden;
   Tensor x = w_tilde.detach(), g = g_hat.detach();
-  Tensor G = Tensor::empty(g_hat.shape(), g_hat.dtype(), g_hat.device());
-  Tensor hn = Tensor::empty({n, h}, g.dtype(), g.device());
-  Tensor cn = Tensor::empty({n, h}, g.dtype(), g.device());
+  auto [G, hn, cn] = lstm_outputs(g_hat, h);
   Tensor K = Tensor::empty({n, 4 * h}, g.dtype(), g.device());
   dispatch_floating(g.dtype(), "meta_gradient", [&](auto tag) {
     using T = decltype(tag);
