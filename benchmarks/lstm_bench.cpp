@@ -10,23 +10,21 @@
 #include <algorithm>
 #include <chrono>
 #include <fmt/format.h>
-#include <random>
 
 #include "engine/backend.h"
 #include "engine/ops.h"
 #include "engine/parallel.h"
 #include "meta/meta_op.h"
+#include "models/layers.h"
 
 using namespace mq;
 
 namespace {
 
-Tensor random_tensor(const Shape& shape, uint64_t seed, float lo, float hi) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(static_cast<size_t>(shape_numel(shape)));
-  for (float& x : v) x = d(rng);
-  return Tensor::from_vector(v, shape);
+Tensor random_tensor(const Shape& shape, uint64_t seed, double lo, double hi) {
+  Tensor t = Tensor::empty(shape);
+  InitRng(seed).fill_uniform(t, lo, hi);
+  return t;
 }
 
 template <class F>

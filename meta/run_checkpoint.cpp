@@ -50,8 +50,8 @@ void save_run_checkpoint(const std::string& path, const ResNetCifar& model,
                          const QuantTrainer& trainer, const RunProgress& progress,
                          const nlohmann::json& identity) {
   TensorMap tensors;
-  for (const auto& [k, v] : model.state_dict()) tensors["model." + k] = v;
-  for (const auto& [k, v] : trainer.state_dict()) tensors["trainer." + k] = v;
+  add_prefixed(tensors, "model.", model.state_dict());
+  add_prefixed(tensors, "trainer.", trainer.state_dict());
   save_checkpoint(path, tensors,
                   {{"kind", kKind}, {"identity", identity}, {"progress", progress_json(progress)}});
 }
@@ -75,15 +75,12 @@ RunProgress load_run_checkpoint(const std::string& path, ResNetCifar& model,
              "the original settings, or start a new run without --resume",
              path, key, value.dump(), saved[key].dump());
   }
-  TensorMap model_state, trainer_state;
-  for (auto& [k, v] : ck.tensors) {
-    if (k.starts_with("model.")) model_state[k.substr(6)] = v;
-    else if (k.starts_with("trainer.")) trainer_state[k.substr(8)] = v;
-    else fail("{}: unexpected tensor '{}' in a training-run checkpoint", path, k);
-  }
+  for (const auto& [k, v] : ck.tensors)
+    MQ_CHECK(k.starts_with("model.") || k.starts_with("trainer."),
+             "{}: unexpected tensor '{}' in a training-run checkpoint", path, k);
   try {
-    model.load_state_dict(model_state, true);
-    trainer.load_state_dict(trainer_state);
+    model.load_state_dict(strip_prefix(ck.tensors, "model."), true);
+    trainer.load_state_dict(strip_prefix(ck.tensors, "trainer."));
   } catch (const Error& e) {
     fail("{}: {}", path, e.what());
   }

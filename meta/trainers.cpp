@@ -1,5 +1,6 @@
 #include "meta/trainers.h"
 
+#include "engine/io/checkpoint.h"
 #include "engine/transfer.h"
 
 #include <algorithm>
@@ -19,19 +20,6 @@ double checked_loss(const Tensor& loss, int64_t t) {
   return v;
 }
 
-// Prefixed copies of a sub-state into/out of one checkpoint map.
-void put(TensorMap& out, const std::string& prefix, const std::map<std::string, Tensor>& in) {
-  for (const auto& [k, v] : in) out[prefix + k] = v;
-}
-void put(TensorMap& out, const std::string& prefix, const NamedTensors& in) {
-  for (const auto& [k, v] : in) out[prefix + k] = v;
-}
-TensorMap take(const TensorMap& in, const std::string& prefix) {
-  TensorMap out;
-  for (const auto& [k, v] : in)
-    if (k.starts_with(prefix)) out[k.substr(prefix.size())] = v;
-  return out;
-}
 const Tensor& need(const TensorMap& in, const std::string& key) {
   auto it = in.find(key);
   MQ_CHECK(it != in.end(), "trainer state: missing '{}' (checkpoint of another kind of run?)", key);
@@ -67,14 +55,14 @@ StepOutput SteTrainer::step(const Tensor& x, const Tensor& y) {
 
 TensorMap SteTrainer::state_dict() const {
   TensorMap out;
-  put(out, "optim.", opt_->state_dict());
+  add_prefixed(out, "optim.", opt_->state_dict());
   out["step"] = Tensor::scalar(double(t_), DType::i64);
   return out;
 }
 
 void SteTrainer::load_state_dict(const TensorMap& state) {
   const int64_t t = static_cast<int64_t>(need(state, "step").item());
-  opt_->load_state_dict(take(state, "optim."));
+  opt_->load_state_dict(strip_prefix(state, "optim."));
   t_ = t;
 }
 
@@ -170,9 +158,9 @@ StepOutput MetaQuantTrainer::step(const Tensor& x, const Tensor& y) {
 
 TensorMap MetaQuantTrainer::state_dict() const {
   TensorMap out;
-  put(out, "optim.", opt_->state_dict());
-  put(out, "meta_optim.", meta_opt_->state_dict());
-  put(out, "meta.", meta_.state_dict());
+  add_prefixed(out, "optim.", opt_->state_dict());
+  add_prefixed(out, "meta_optim.", meta_opt_->state_dict());
+  add_prefixed(out, "meta.", meta_.state_dict());
   out["step"] = Tensor::scalar(double(t_), DType::i64);
   out["meta_inputs.g_hat"] = g_all_;
   out["meta_inputs.w_tilde"] = x_all_;
@@ -209,9 +197,9 @@ void MetaQuantTrainer::load_state_dict(const TensorMap& state) {
   }
   MQ_CHECK(t == 0 || std::any_of(grads.begin(), grads.end(), [](auto& g) { return g.defined(); }),
            "trainer state: step {} but no weight gradients (MetaQuant steps t > 0 read W.grad)", t);
-  meta_.load_state_dict(take(state, "meta."), true);
-  opt_->load_state_dict(take(state, "optim."));
-  meta_opt_->load_state_dict(take(state, "meta_optim."));
+  meta_.load_state_dict(strip_prefix(state, "meta."), true);
+  opt_->load_state_dict(strip_prefix(state, "optim."));
+  meta_opt_->load_state_dict(strip_prefix(state, "meta_optim."));
   g_all_ = g;
   x_all_ = x;
   state_ = lstm;

@@ -168,3 +168,19 @@ TEST_CASE("checkpoint: CUDA tensors are copied to the host", "[checkpoint][cuda]
   CHECK(ck.tensors.at("t").is_cpu());
   CHECK(ck.tensors.at("t").to_vector<float>() == t.to_vector<float>());
 }
+
+TEST_CASE("checkpoint sub-states: add_prefixed and strip_prefix round-trip", "[checkpoint]") {
+  TensorMap model = {{"conv.weight", Tensor::full({2}, 1.0)}, {"fc.bias", Tensor::full({1}, 2.0)}};
+  std::vector<std::pair<std::string, Tensor>> optim = {{"step", Tensor::full({}, 3.0)}};
+  TensorMap all;
+  add_prefixed(all, "model.", model);
+  add_prefixed(all, "trainer.optim.", optim);
+  REQUIRE(all.size() == 3);
+  CHECK(all.count("model.conv.weight"));
+  CHECK(all.count("trainer.optim.step"));
+  TensorMap back = strip_prefix(all, "model.");
+  REQUIRE(back.size() == 2);
+  CHECK(back.at("fc.bias").item() == 2.0);
+  CHECK(strip_prefix(all, "trainer.").count("optim.step"));
+  CHECK(strip_prefix(all, "none.").empty());
+}

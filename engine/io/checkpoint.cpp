@@ -248,4 +248,11 @@ Checkpoint load_checkpoint(const std::string& path) {
   return decode_checkpoint(read_file(path, "checkpoint"), path);
 }
 
+TensorMap strip_prefix(const TensorMap& in, const std::string& prefix) {
+  TensorMap out;
+  for (const auto& [name, t] : in)
+    if (name.starts_with(prefix)) out[name.substr(prefix.size())] = t;
+  return out;
+}
+
 }  // namespace mq

@@ -39,6 +39,14 @@ Checkpoint load_checkpoint(const std::string& path);
 std::string encode_checkpoint(const TensorMap& tensors, const nlohmann::json& meta);
 Checkpoint decode_checkpoint(const std::string& bytes, const std::string& source);
 
+// Sub-states sharing one checkpoint (model, trainer, optimizers): every (name, tensor) of `in`
+// stored as `prefix + name`, and the entries under `prefix` with the prefix removed.
+template <class Entries>
+void add_prefixed(TensorMap& out, const std::string& prefix, const Entries& in) {
+  for (const auto& [name, t] : in) out[prefix + name] = t;
+}
+TensorMap strip_prefix(const TensorMap& in, const std::string& prefix);
+
 // Writes `bytes` to `path` atomically (temporary file, fsync, rename, directory fsync).
 void write_file_atomic(const std::string& path, const std::string& bytes);
 
