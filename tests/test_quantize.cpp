@@ -353,3 +353,59 @@ TEST_CASE("BWN alpha's sum of |W| rounds exactly as PyTorch's CPU torch.sum", "[
   }
   omp_set_num_threads(saved);
 }
+
+TEST_CASE("f32 tanh's polynomial branch alone equals tanh_f32 below its bound", "[quantize]") {
+  // The CPU dorefa loops take tanh_small_f32 for chunks of W below kTanhSmallBound.
+  const float bound = kernels::kTanhSmallBound;
+  for (float x = 0; x < bound; x = std::nextafter(x + x * 0x1p-12f, bound)) {
+    REQUIRE(kernels::tanh_small_f32(x) == kernels::tanh_f32(x));
+    REQUIRE(kernels::tanh_small_f32(-x) == kernels::tanh_f32(-x));
+  }
+  const float below = std::nextafter(bound, 0.f);
+  REQUIRE(kernels::tanh_small_f32(below) == kernels::tanh_f32(below));
+  REQUIRE(std::isnan(kernels::tanh_small_f32(std::nanf(""))));
+}
+
+TEST_CASE("CPU dorefa kernels give tanh_f32's bits whichever tanh path a chunk takes",
+          "[quantize]") {
+  // Weights of a trained net (|w| < 0.5: the polynomial path) with large ones planted in a few
+  // chunks (the full tanh there), checked bit for bit against the element formulas with the
+  // full tanh_f32, at 1 and 2 threads (40003 elements: split over threads, odd tail).
+  const int64_t n = 40003;
+  std::vector<float> w = randn({n}, 11, DType::f32, 0.1).to_vector<float>();
+  std::vector<float> g = randn({n}, 12, DType::f32, 1.0).to_vector<float>();
+  for (int64_t i : {int64_t(700), int64_t(2050), int64_t(39999)}) w[i] = i == 2050 ? -4.f : 0.7f;
+  float max_abs = 0;
+  for (float x : w) max_abs = std::max(max_abs, std::fabs(x));
+  const float m = kernels::dorefa_scale_from_max(max_abs);
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    for (int bits : {1, 2, 8}) {
+      std::vector<float> wt(n), wh(n), gw(n), c(n);
+      float scale = 0;
+      kernels::quantize_forward_cpu<float>(Quantizer::dorefa, bits, w.data(), n, 1, wt.data(),
+                                           wh.data(), &scale);
+      kernels::quantize_backward_cpu<float>(Quantizer::dorefa, w.data(), g.data(), &scale, n, 1,
+                                            gw.data());
+      kernels::quantize_calibration_cpu<float>(Quantizer::dorefa, w.data(), n, 1, c.data());
+      REQUIRE(scale == m);
+      int64_t first_diff = -1;
+      for (int64_t i = 0; i < n && first_diff < 0; ++i) {
+        float t = 0, h = 0;
+        switch (bits) {
+          case 1: kernels::dorefa_forward_element<float, 1>(w[i], m, t, h); break;
+          case 2: kernels::dorefa_forward_element<float, 2>(w[i], m, t, h); break;
+          default: kernels::dorefa_forward_element<float, 8>(w[i], m, t, h); break;
+        }
+        if (wt[i] != t || wh[i] != h || gw[i] != kernels::dorefa_backward_element(w[i], g[i], m) ||
+            c[i] != kernels::dorefa_calibration_element(w[i], m))
+          first_diff = i;
+      }
+      INFO("threads " << threads << ", bits " << bits << ", first differing element "
+                      << first_diff << (first_diff >= 0 ? ", w " + std::to_string(w[first_diff]) : ""));
+      REQUIRE(first_diff == -1);
+    }
+  }
+  omp_set_num_threads(saved);
+}

@@ -3,6 +3,10 @@
 // elementwise kernel writing W~ and W^ together. Grid-stride loops, float4 loads and stores when
 // every pointer is 16-byte aligned and the channel slice length is a multiple of 4. The math is
 // quantize_math.h, shared with the CPU, so codes and W~ match the CPU bit for bit.
+// Passes over W alternate direction (a reduction front to back, the next pass back to front), so
+// a pass starts on the part of W the previous one left in L2; outputs are streaming stores
+// (evict first), which keeps them from pushing W out of L2. For a W larger than L2 this saves
+// DRAM reads; for the ResNet layers W fits in L2 either way.
 #include <cuda_runtime.h>
 
 #include "kernels/quantize/quantize.h"
@@ -48,7 +52,14 @@ __device__ __forceinline__ float4 load4(const float* p, int64_t j) {
   return __ldg(reinterpret_cast<const float4*>(p) + j);
 }
 __device__ __forceinline__ void store4(float* p, int64_t j, float4 v) {
-  reinterpret_cast<float4*>(p)[j] = v;
+  __stcs(reinterpret_cast<float4*>(p) + j, v);
+}
+__device__ __forceinline__ void store1(float* p, int64_t i, float v) { __stcs(p + i, v); }
+
+// Index of the j-th item of a pass over `count` items, front to back or back to front.
+template <bool Reverse>
+__device__ __forceinline__ int64_t pass_index(int64_t j, int64_t count) {
+  return Reverse ? count - 1 - j : j;
 }
 
 // Reduction over the block; the result is valid in thread 0. Safe to call more than once per
@@ -121,13 +132,14 @@ __device__ __forceinline__ float ternary_delta(const double* ws, int64_t n) {
   return ternary_threshold(static_cast<float>(ws[0] / static_cast<double>(n)));
 }
 
-// ws[1] += sum of |w| above delta, ws[2] += their count (ws[0] = sum |w|).
+// ws[1] += sum of |w| above delta, ws[2] += their count (ws[0] = sum |w|). Runs back to front,
+// after the front-to-back |w| sum.
 __global__ void ternary_above_kernel(const float* w, int64_t n, double* ws) {
   const float delta = ternary_delta(ws, n);
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   double s = 0, c = 0;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const float a = fabsf(w[i]);
+  for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n; k += stride) {
+    const float a = fabsf(w[pass_index<true>(k, n)]);
     if (a > delta) s += a, c += 1.0;
   }
   s = block_reduce(s, 0.0, AddOp{});
@@ -159,7 +171,8 @@ __global__ void dorefa_forward_kernel(const float* w, int64_t n, const float* sc
   const int64_t start = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t tail = 0;
   if constexpr (Vec) {
-    for (int64_t j = start; j < n / 4; j += stride) {
+    for (int64_t k = start; k < n / 4; k += stride) {
+      const int64_t j = pass_index<true>(k, n / 4);  // after the max pass: back to front
       const float4 x = load4(w, j);
       float4 t, h;
       dorefa_forward_element<float, Bits>(x.x, m, t.x, h.x);
@@ -171,17 +184,22 @@ __global__ void dorefa_forward_kernel(const float* w, int64_t n, const float* sc
     }
     tail = n / 4 * 4;
   }
-  for (int64_t i = tail + start; i < n; i += stride)
-    dorefa_forward_element<float, Bits>(w[i], m, w_tilde[i], w_hat[i]);
+  for (int64_t i = tail + start; i < n; i += stride) {
+    float t, h;
+    dorefa_forward_element<float, Bits>(w[i], m, t, h);
+    store1(w_tilde, i, t);
+    store1(w_hat, i, h);
+  }
 }
 
 // Sign quantizers (grid y = channel): bwn/bwn_f (alpha = scale[k]) and ternary (threshold from
-// ws, a = scale[0]). w_tilde may be null.
-template <bool Ternary, bool Vec>
+// ws, a = scale[0]). w_tilde may be null. Reverse: channels and elements back to front.
+template <bool Ternary, bool Reverse, bool Vec>
 __global__ void sign_forward_kernel(const float* w, int64_t per, const float* scale,
                                     const double* ws, int64_t n, float* w_tilde, float* w_hat) {
-  const int64_t base = static_cast<int64_t>(blockIdx.y) * per;
-  const float s = scale[blockIdx.y];
+  const int64_t channel = pass_index<Reverse>(blockIdx.y, gridDim.y);
+  const int64_t base = channel * per;
+  const float s = scale[channel];
   const float delta = Ternary ? ternary_delta(ws, n) : 0.f;
   auto q = [&](float x) {
     return Ternary ? ternary_forward_element(x, delta, s) : bwn_forward_element(x, s);
@@ -190,7 +208,8 @@ __global__ void sign_forward_kernel(const float* w, int64_t per, const float* sc
   const int64_t start = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t tail = 0;
   if constexpr (Vec) {
-    for (int64_t j = start; j < per / 4; j += stride) {
+    for (int64_t k = start; k < per / 4; k += stride) {
+      const int64_t j = pass_index<Reverse>(k, per / 4);
       const float4 x = load4(w + base, j);
       store4(w_hat + base, j, make_float4(q(x.x), q(x.y), q(x.z), q(x.w)));
       if (w_tilde) store4(w_tilde + base, j, x);
@@ -198,8 +217,8 @@ __global__ void sign_forward_kernel(const float* w, int64_t per, const float* sc
     tail = per / 4 * 4;
   }
   for (int64_t i = base + tail + start; i < base + per; i += stride) {
-    w_hat[i] = q(w[i]);
-    if (w_tilde) w_tilde[i] = w[i];
+    store1(w_hat, i, q(w[i]));
+    if (w_tilde) store1(w_tilde, i, w[i]);
   }
 }
 
@@ -231,14 +250,15 @@ __global__ void calibration_kernel(const float* w, int64_t n, const unsigned* ma
   const int64_t start = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t tail = 0;
   if constexpr (Vec) {
-    for (int64_t j = start; j < n / 4; j += stride) {
+    for (int64_t k = start; k < n / 4; k += stride) {
+      const int64_t j = pass_index<true>(k, n / 4);  // after the max pass: back to front
       const float4 x = load4(w, j);
       store4(c, j, make_float4(dorefa_calibration_element(x.x, m), dorefa_calibration_element(x.y, m),
                                dorefa_calibration_element(x.z, m), dorefa_calibration_element(x.w, m)));
     }
     tail = n / 4 * 4;
   }
-  for (int64_t i = tail + start; i < n; i += stride) c[i] = dorefa_calibration_element(w[i], m);
+  for (int64_t i = tail + start; i < n; i += stride) store1(c, i, dorefa_calibration_element(w[i], m));
 }
 
 __global__ void fill_kernel(float* c, int64_t n, float value) {
@@ -279,12 +299,13 @@ void launch_abs_sum(const float* w, int64_t per, int64_t channels, double* sums,
   }
 }
 
+// bwn reads W once before (the |w| sum): back to front; ternary twice: front to back.
 template <bool Ternary, bool Vec>
 void launch_sign_forward(const float* w, int64_t per, int64_t channels, const float* scale,
                          const double* ws, float* w_tilde, float* w_hat, cudaStream_t s) {
   for (int64_t c0 = 0; c0 < channels; c0 += kMaxGridY) {
     const int64_t chunk = std::min(kMaxGridY, channels - c0), off = c0 * per;
-    sign_forward_kernel<Ternary, Vec><<<grid_for(per, chunk, Vec), kThreads, 0, s>>>(
+    sign_forward_kernel<Ternary, !Ternary, Vec><<<grid_for(per, chunk, Vec), kThreads, 0, s>>>(
         w + off, per, scale + c0, ws, per * channels, w_tilde ? w_tilde + off : nullptr, w_hat + off);
     check_launch("sign_forward_kernel");
   }

@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "engine/error.h"
@@ -86,21 +87,51 @@ void range_ternary(const T* __restrict w, int64_t b, int64_t e, T delta, T a, T*
   for (int64_t i = b; i < e; ++i) w_hat[i] = ternary_forward_element(w[i], delta, a);
 }
 
+// max|w| over [b, e): four SIMD accumulators, so the max does not wait on its own latency.
 template <class T>
 T range_max_abs(const T* __restrict w, int64_t b, int64_t e) {
-  constexpr int kLanes = 16;
+  constexpr int kLanes = 64;
   T acc[kLanes] = {};
   int64_t i = b;
   for (; i + kLanes <= e; i += kLanes)
 #pragma omp simd
     for (int j = 0; j < kLanes; ++j) {
-      const T v = dorefa_reduce_value(w[i + j]);
+      const T v = std::abs(w[i + j]);
       acc[j] = acc[j] > v ? acc[j] : v;
     }
   T m = 0;
-  for (; i < e; ++i) m = std::max(m, dorefa_reduce_value(w[i]));
+  for (; i < e; ++i) m = std::max(m, std::abs(w[i]));
   for (int j = 0; j < kLanes; ++j) m = std::max(m, acc[j]);
   return m;
+}
+
+// Whether every |w| in [b, e) lies below bound (false where one is NaN).
+template <class T>
+bool all_abs_below(const T* __restrict w, int64_t b, int64_t e, T bound) {
+  int outside = 0;
+#pragma omp simd reduction(| : outside)
+  for (int64_t i = b; i < e; ++i) outside |= !(std::abs(w[i]) < bound);
+  return outside == 0;
+}
+
+// Calls body.template operator()<small>(b, e) over chunks of [b, e), small = every |w| of the
+// chunk lies below kTanhSmallBound: there the f32 tanh is its polynomial branch alone, the same
+// bits for a third of the work. Trained weights seldom reach 0.5, so nearly every chunk takes
+// it; one that holds a large weight (or a NaN) takes the full tanh. A caller that has max|W|
+// passes it as max_abs, which settles the whole range at once when it is below the bound.
+template <class T, class Body>
+void by_tanh_range(const T* w, int64_t b, int64_t e, Body&& body, T max_abs = T(-1)) {
+  if constexpr (!std::is_same_v<T, float>) {
+    body.template operator()<false>(b, e);
+  } else {
+    if (max_abs >= 0 && max_abs < kTanhSmallBound) return body.template operator()<true>(b, e);
+    constexpr int64_t kChunk = 512;
+    for (int64_t c = b; c < e; c += kChunk) {
+      const int64_t ce = std::min(e, c + kChunk);
+      if (all_abs_below(w, c, ce, kTanhSmallBound)) body.template operator()<true>(c, ce);
+      else body.template operator()<false>(c, ce);
+    }
+  }
 }
 
 // Per-channel sums of f(w) over all slices, in double; deterministic for a fixed thread count.
@@ -118,22 +149,25 @@ std::vector<double> channel_sums(const T* w, int64_t n, int64_t channels, F&& f)
 }
 
 template <class T>
-T dorefa_max(const T* w, int64_t n) {
+T dorefa_max_abs(const T* w, int64_t n) {
   const int nt = threads_for(n);
   std::vector<T> partial(static_cast<size_t>(nt), T(0));
   for_segments(n, n, nt, [&](int64_t b, int64_t e, int64_t, int t) {
     partial[t] = std::max(partial[t], range_max_abs(w, b, e));
   });
-  return dorefa_scale_from_max(*std::max_element(partial.begin(), partial.end()));
+  return *std::max_element(partial.begin(), partial.end());
 }
 
 template <class T, int Bits>
 void dorefa_forward(const T* w, int64_t n, T* w_tilde, T* w_hat, T* scale) {
-  const T m = dorefa_max(w, n);
+  const T max_abs = dorefa_max_abs(w, n), m = dorefa_scale_from_max(max_abs);
   scale[0] = m;
   for_segments(n, n, threads_for(n), [&](int64_t b, int64_t e, int64_t, int) {
+    by_tanh_range(w, b, e, [&]<bool Small>(int64_t cb, int64_t ce) {
 #pragma omp simd
-    for (int64_t i = b; i < e; ++i) dorefa_forward_element<T, Bits>(w[i], m, w_tilde[i], w_hat[i]);
+      for (int64_t i = cb; i < ce; ++i)
+        dorefa_forward_element<T, Bits, Small>(w[i], m, w_tilde[i], w_hat[i]);
+    }, max_abs);
   });
 }
 
@@ -264,8 +298,10 @@ void quantize_backward_cpu(Quantizer q, const T* w, const T* g_hat, const T* sca
   for_segments(n, per, threads_for(n), [&](int64_t b, int64_t e, int64_t k, int) {
     const T s = scale[k];
     if (q == Quantizer::dorefa) {
+      by_tanh_range(w, b, e, [&]<bool Small>(int64_t cb, int64_t ce) {
 #pragma omp simd
-      for (int64_t i = b; i < e; ++i) g_w[i] = dorefa_backward_element(w[i], g_hat[i], s);
+        for (int64_t i = cb; i < ce; ++i) g_w[i] = dorefa_backward_element<Small>(w[i], g_hat[i], s);
+      });
     } else {
 #pragma omp simd
       for (int64_t i = b; i < e; ++i) g_w[i] = scaled_ste_backward_element(w[i], g_hat[i], s);
@@ -282,10 +318,12 @@ void quantize_calibration_cpu(Quantizer q, const T* w, int64_t n, int64_t channe
     return;
   }
   (void)channels;
-  const T m = dorefa_max(w, n);
+  const T max_abs = dorefa_max_abs(w, n), m = dorefa_scale_from_max(max_abs);
   for_segments(n, n, threads_for(n), [&](int64_t b, int64_t e, int64_t, int) {
+    by_tanh_range(w, b, e, [&]<bool Small>(int64_t cb, int64_t ce) {
 #pragma omp simd
-    for (int64_t i = b; i < e; ++i) c[i] = dorefa_calibration_element(w[i], m);
+      for (int64_t i = cb; i < ce; ++i) c[i] = dorefa_calibration_element<Small>(w[i], m);
+    }, max_abs);
   });
 }
 

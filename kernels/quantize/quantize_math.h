@@ -26,7 +26,13 @@ MQ_HD inline T sign_value(T x) {  // sign(0) = 0
   return static_cast<T>((x > T(0)) - (x < T(0)));
 }
 
-MQ_HD inline float quant_tanh(float x) { return tanh_f32(x); }
+// SmallW: the caller knows |x| < kTanhSmallBound, where the f32 polynomial branch alone gives the
+// same bits as the full tanh_f32 (f64 has one path).
+template <bool SmallW = false>
+MQ_HD inline float quant_tanh(float x) {
+  return SmallW ? tanh_small_f32(x) : tanh_f32(x);
+}
+template <bool SmallW = false>
 MQ_HD inline double quant_tanh(double x) {
 #if defined(__CUDA_ARCH__)
   return tanh(x);
@@ -55,10 +61,10 @@ MQ_HD inline T dorefa_scale_from_max(T max_abs) {
   return abs_of(quant_tanh(max_abs));
 }
 
-template <class T, int Bits>
+template <class T, int Bits, bool SmallW = false>
 MQ_HD inline void dorefa_forward_element(T w, T m, T& w_tilde, T& w_hat) {
   constexpr T n = T(dorefa_levels<Bits>());
-  const T t = quant_tanh(w);
+  const T t = quant_tanh<SmallW>(w);
   const T wt = m > T(0) ? t / (T(2) * m) + T(0.5) : T(0.5);
   const T q = round_half_even(n * wt);
   w_tilde = wt;
@@ -73,16 +79,16 @@ MQ_HD inline int dorefa_code(T w_tilde) {
 
 // STE: g_W~ = 2 g_W^ [|W~| <= 1] (always 1: W~ lies in [0, 1] by construction, since
 // |tanh W| <= m), then through W~ = tanh(W)/(2 sg(m)) + 1/2: g_W = g_W^ (1 - tanh^2 W) / m.
-template <class T>
+template <bool SmallW = false, class T>
 MQ_HD inline T dorefa_backward_element(T w, T g_hat, T m) {
-  const T t = quant_tanh(w);
+  const T t = quant_tanh<SmallW>(w);
   return m > T(0) ? (g_hat / m) * fma_of(-t, t, T(1)) : T(0);
 }
 
 // Calibration c = (1 - tanh^2 W) / m (0 when m = 0): maps g_W^ to the STE g_W.
-template <class T>
+template <bool SmallW = false, class T>
 MQ_HD inline T dorefa_calibration_element(T w, T m) {
-  const T t = quant_tanh(w);
+  const T t = quant_tanh<SmallW>(w);
   return m > T(0) ? fma_of(-t, t, T(1)) / m : T(0);
 }
 
