@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   CLI::App app{"mqbench: time the weight-quantizer kernels (GB/s and fraction of copy bandwidth)"};
   std::string device = "auto", quantizer = "all", bits = "1-8", op = "all", sizes, json;
   int repeat = 20, warmup = 3, threads = 0;
+  double weight_std = 0.1;
   app.add_option("--device", device, "cpu, cuda, cuda:N or auto")->capture_default_str();
   app.add_option("--quantizer", quantizer, "dorefa, bwn, bwn-f, ternary or all")
       ->capture_default_str();
@@ -25,6 +26,10 @@ int main(int argc, char** argv) {
   app.add_option("--repeat", repeat, "timed runs per row")->capture_default_str()->check(CLI::Range(1, 100000));
   app.add_option("--warmup", warmup, "untimed runs first")->capture_default_str()->check(CLI::Range(0, 100000));
   app.add_option("--threads", threads, "CPU threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
+  app.add_option("--weight-std", weight_std,
+                 "standard deviation of the normal test weights (dorefa on the CPU is faster "
+                 "where |W| < 0.5, as in trained nets)")
+      ->capture_default_str();  // checked (positive, finite) by run_quantize_bench
   app.add_option("--json", json, "also write the rows as JSON to this file");
   CLI11_PARSE(app, argc, argv);
 
@@ -47,6 +52,7 @@ int main(int argc, char** argv) {
     cfg.repeat = repeat;
     cfg.warmup = warmup;
     cfg.threads = threads;
+    cfg.weight_std = weight_std;
     const auto report = mq::bench::run_quantize_bench(cfg);
     std::cout << mq::bench::format_table(report);
     if (!json.empty()) {

@@ -3,6 +3,7 @@
 
 #include <omp.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -146,16 +147,24 @@ std::vector<BenchSize> parse_sizes(const std::string& text) {
 }
 
 QuantBenchReport run_quantize_bench(const QuantBenchConfig& cfg) {
+  // cfg.threads for this run only: the caller's OpenMP thread count comes back on return
+  struct ThreadCount {
+    int saved = omp_get_max_threads();
+    ~ThreadCount() { omp_set_num_threads(saved); }
+  } restore;
   if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
   QuantBenchReport report;
   report.device = cfg.cuda ? "cuda: " + cuda_device_name()
                            : fmt::format("cpu ({} threads)", omp_get_max_threads());
+  MQ_CHECK(std::isfinite(cfg.weight_std) && cfg.weight_std > 0,
+           "--weight-std must be a positive finite number, got {}", cfg.weight_std);
+  report.weight_std = cfg.weight_std;
   void* stream = cfg.cuda ? cuda_bench_stream() : nullptr;
   for (const BenchSize& size : cfg.sizes) {
     const int64_t n = size.n;
     std::vector<float> init(n);
     std::mt19937 rng(1234);
-    std::normal_distribution<float> dist(0.f, 0.1f);
+    std::normal_distribution<float> dist(0.f, static_cast<float>(cfg.weight_std));
     for (auto& x : init) x = dist(rng);
     // Buffers: w, g_hat, and three outputs (W~, W^ / g_W / c, and the scale).
     std::unique_ptr<HostBuffer> hw, hg, ha, hb, hs;
@@ -250,7 +259,7 @@ QuantBenchReport run_quantize_bench(const QuantBenchConfig& cfg) {
 }
 
 std::string format_table(const QuantBenchReport& r) {
-  std::string out = fmt::format("device: {}\n", r.device);
+  std::string out = fmt::format("device: {}; weights normal(0, {})\n", r.device, r.weight_std);
   out += fmt::format("{:<8} {:>4} {:<11} {:>9} {:<26} {:>11} {:>7} {:>10} {:>8} {:>8} {:>6}\n",
                      "quant", "bits", "op", "n", "size", "median_us", "spread", "Melem/s",
                      "GB/s", "copyGB/s", "frac");
@@ -266,6 +275,7 @@ std::string format_table(const QuantBenchReport& r) {
 std::string to_json(const QuantBenchReport& r) {
   nlohmann::json j;
   j["device"] = r.device;
+  j["weight_std"] = r.weight_std;
   j["rows"] = nlohmann::json::array();
   for (const auto& row : r.rows)
     j["rows"].push_back({{"quantizer", row.quantizer}, {"bits", row.bits}, {"op", row.op},

@@ -29,6 +29,9 @@ struct QuantBenchConfig {
   int warmup = 3;
   int repeat = 20;
   int threads = 0;  // CPU threads (0: the OpenMP default)
+  // W ~ normal(0, weight_std): trained conv weights lie well inside 0.5, where the CPU dorefa
+  // tanh is its short polynomial; a std of 1 or more times the full tanh.
+  double weight_std = 0.1;
 };
 
 struct QuantBenchRow {
@@ -46,6 +49,7 @@ struct QuantBenchRow {
 
 struct QuantBenchReport {
   std::string device;  // "cpu (2 threads)", "cuda: NVIDIA H100 ..."
+  double weight_std = 0;
   std::vector<QuantBenchRow> rows;
 };
 
