@@ -409,3 +409,24 @@ TEST_CASE("CPU dorefa kernels give tanh_f32's bits whichever tanh path a chunk t
   }
   omp_set_num_threads(saved);
 }
+
+TEST_CASE("CPU ternary gives the same bits at any thread count", "[quantize]") {
+  // Its three passes hand out chunks dynamically and combine per-chunk sums in chunk order.
+  const int64_t n = 200003;
+  const std::vector<float> w = randn({n}, 21, DType::f32, 0.1).to_vector<float>();
+  const int saved = omp_get_max_threads();
+  std::vector<float> first;
+  float first_scale = 0;
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    std::vector<float> wh(n);
+    float scale = 0;
+    kernels::quantize_forward_cpu<float>(Quantizer::ternary, 2, w.data(), n, 1, nullptr,
+                                         wh.data(), &scale);
+    if (first.empty()) first = wh, first_scale = scale;
+    INFO("threads " << threads);
+    REQUIRE(scale == first_scale);
+    REQUIRE(wh == first);
+  }
+  omp_set_num_threads(saved);
+}
