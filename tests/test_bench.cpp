@@ -1,11 +1,16 @@
-// The quantizer benchmark behind mqbench (kernels/bench): flag parsing, errors, and a short CPU
-// run whose rows, byte counts and JSON are checked.
+// The quantizer benchmark behind mqbench (kernels/bench): flag parsing, errors, a short CPU run
+// whose rows, byte counts and JSON are checked, and the real mqbench tool's output and refusals.
 #include <omp.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "engine/error.h"
+#include "engine/io/file.h"
 #include "kernels/bench/quantize_bench.h"
 
 using namespace mq;
@@ -70,4 +75,52 @@ TEST_CASE("mqbench times every quantizer, op and bitwidth asked for on the CPU",
 
   cfg.weight_std = 0;
   REQUIRE_THROWS_WITH(bench::run_quantize_bench(cfg), Catch::Contains("--weight-std"));
+}
+
+namespace {
+struct ToolRun {
+  int code = -1;
+  std::string output;  // stdout and stderr
+};
+ToolRun run_mqbench(const std::string& args) {
+  const std::string out = std::filesystem::temp_directory_path() /
+                          ("mq_test_mqbench_" + std::to_string(getpid()) + ".txt");
+  const std::string cmd = std::string(MQ_MQBENCH) + " " + args + " > " + out + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  ToolRun r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.output = read_file(out, "mqbench output");
+  std::filesystem::remove(out);
+  return r;
+}
+}  // namespace
+
+TEST_CASE("the mqbench tool writes its table and JSON and rejects bad flags", "[bench]") {
+  const auto json = std::filesystem::temp_directory_path() /
+                    ("mq_test_mqbench_" + std::to_string(getpid()) + ".json");
+  ToolRun ok = run_mqbench("--device cpu --quantizer dorefa --bits 1,3 --sizes 1K --repeat 2 "
+                           "--warmup 0 --threads 1 --weight-std 0.5 --json " + json.string());
+  INFO(ok.output);
+  REQUIRE(ok.code == 0);
+  REQUIRE(ok.output.find("weights normal(0, 0.5)") != std::string::npos);
+  REQUIRE(ok.output.find("calibration") != std::string::npos);
+  const auto j = nlohmann::json::parse(read_file(json.string(), "mqbench JSON"));
+  REQUIRE(j["rows"].size() == 4);  // forward at 1 and 3 bits, backward, calibration
+  REQUIRE(j["weight_std"].get<double>() == 0.5);
+  std::filesystem::remove(json);
+
+  for (auto [args, says] : std::vector<std::pair<std::string, std::string>>{
+           {"--bits 0-2", "--bits"},
+           {"--sizes 12q", "--sizes"},
+           {"--op sideways", "--op"},
+           {"--quantizer dorefa,bwn", "unknown quantizer"},
+           {"--weight-std -1", "--weight-std"},
+           {"--device tpu", "tpu"},
+           {"--json /nonexistent-mq-dir/x.json --sizes 1K", "--json"}}) {
+    ToolRun bad = run_mqbench(args);
+    INFO(args << " -> " << bad.output);
+    REQUIRE(bad.code != 0);
+    REQUIRE(bad.output.find(says) != std::string::npos);
+    REQUIRE(bad.output.find("median_us") == std::string::npos);  // refused before timing
+  }
 }

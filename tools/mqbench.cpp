@@ -53,12 +53,17 @@ int main(int argc, char** argv) {
     cfg.warmup = warmup;
     cfg.threads = threads;
     cfg.weight_std = weight_std;
+    // opened before the run, so a bad path fails at once rather than after the timing
+    std::ofstream json_out;
+    if (!json.empty()) {
+      json_out.open(json);
+      if (!json_out) mq::fail("--json: cannot write '{}' (does its folder exist?)", json);
+    }
     const auto report = mq::bench::run_quantize_bench(cfg);
     std::cout << mq::bench::format_table(report);
-    if (!json.empty()) {
-      std::ofstream out(json);
-      if (!out) mq::fail("--json: cannot write '{}'", json);
-      out << mq::bench::to_json(report) << "\n";
+    if (json_out.is_open()) {
+      json_out << mq::bench::to_json(report) << "\n";
+      if (!json_out.flush()) mq::fail("--json: writing '{}' failed (disk full?)", json);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mqbench: error: %s\n", e.what());
