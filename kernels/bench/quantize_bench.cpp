@@ -192,11 +192,16 @@ QuantBenchReport run_quantize_bench(const QuantBenchConfig& cfg) {
       return cfg.cuda ? time_cuda(f, cfg.warmup, cfg.repeat, stream)
                       : time_cpu(f, cfg.warmup, cfg.repeat);
     };
-    const Timing copy = timed([&] {
-      if (cfg.cuda) cuda_bench_copy(a, w, n * sizeof(float), stream);
-      else parallel_copy(a, w, n);
-    });
-    const double copy_gbps = 8.0 * n / copy.median_s * 1e-9;
+    // The copy is timed again right before every row and the row is compared with that one:
+    // a machine whose speed drifts during the run (shared or throttled cores) would otherwise
+    // skew the fractions of the rows timed long after it.
+    auto copy_gbps = [&] {
+      const Timing copy = timed([&] {
+        if (cfg.cuda) cuda_bench_copy(a, w, n * sizeof(float), stream);
+        else parallel_copy(a, w, n);
+      });
+      return 8.0 * n / copy.median_s * 1e-9;
+    };
 
     for (Quantizer q : cfg.quantizers) {
       std::vector<int> bits = q == Quantizer::dorefa ? cfg.bits : std::vector<int>{bits_of(q)};
@@ -244,12 +249,12 @@ QuantBenchReport run_quantize_bench(const QuantBenchConfig& cfg) {
           row.op = quant_op_name(op);
           row.size = size;
           row.size.channels = channels;
+          row.copy_gb_per_s = copy_gbps();
           row.time = timed(f);
           row.bytes = bytes_moved(q, op, n);
           row.elems_per_s = n / row.time.median_s;
           row.gb_per_s = row.bytes / row.time.median_s * 1e-9;
-          row.copy_gb_per_s = copy_gbps;
-          row.copy_fraction = row.gb_per_s / copy_gbps;
+          row.copy_fraction = row.gb_per_s / row.copy_gb_per_s;
           report.rows.push_back(row);
         }
       }

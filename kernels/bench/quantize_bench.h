@@ -43,7 +43,7 @@ struct QuantBenchRow {
   double bytes = 0;          // bytes the op reads and writes (its passes over memory)
   double elems_per_s = 0;
   double gb_per_s = 0;
-  double copy_gb_per_s = 0;  // a copy of the same n on the same device, same run
+  double copy_gb_per_s = 0;  // a copy of the same n on the same device, timed just before
   double copy_fraction = 0;  // gb_per_s / copy_gb_per_s
 };
 
