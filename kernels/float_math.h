@@ -11,14 +11,14 @@
 namespace mq::kernels {
 
 // ---- rounding: half to even, as nearbyint (default rounding mode) ----
-MQ_HD inline float round_half_even(float x) {
+MQ_HD_INLINE float round_half_even(float x) {
 #if defined(__CUDA_ARCH__)
   return rintf(x);
 #else
   return std::nearbyint(x);
 #endif
 }
-MQ_HD inline double round_half_even(double x) {
+MQ_HD_INLINE double round_half_even(double x) {
 #if defined(__CUDA_ARCH__)
   return rint(x);
 #else
@@ -26,14 +26,14 @@ MQ_HD inline double round_half_even(double x) {
 #endif
 }
 
-MQ_HD inline float fma_of(float a, float b, float c) {
+MQ_HD_INLINE float fma_of(float a, float b, float c) {
 #if defined(__CUDA_ARCH__)
   return fmaf(a, b, c);
 #else
   return std::fma(a, b, c);
 #endif
 }
-MQ_HD inline double fma_of(double a, double b, double c) {
+MQ_HD_INLINE double fma_of(double a, double b, double c) {
 #if defined(__CUDA_ARCH__)
   return fma(a, b, c);
 #else
@@ -41,7 +41,7 @@ MQ_HD inline double fma_of(double a, double b, double c) {
 #endif
 }
 
-MQ_HD inline float bits_to_float(int32_t bits) {
+MQ_HD_INLINE float bits_to_float(int32_t bits) {
 #if defined(__CUDA_ARCH__)
   return __int_as_float(bits);
 #else
@@ -52,7 +52,7 @@ MQ_HD inline float bits_to_float(int32_t bits) {
 }
 
 template <class T>
-MQ_HD inline T abs_of(T x) {
+MQ_HD_INLINE T abs_of(T x) {
   return x < T(0) ? -x : x;
 }
 // ---- exp and tanh ----
@@ -65,7 +65,7 @@ MQ_HD inline T abs_of(T x) {
 //   |x| < 0.5: odd Taylor polynomial x + x^3 P(x^2) up to x^17 (truncation < 2e-9 relative);
 //   otherwise 1 - 2 / (exp(2|x|) + 1) with exp by Cody-Waite reduction and a degree-7 Taylor
 //   polynomial, 2^k built from its bits; |x| is clamped at 10 (tanh rounds to 1 above 9.02).
-MQ_HD inline float exp_reduced_f32(float y) {  // exp(y) for -87 <= y <= 88
+MQ_HD_INLINE float exp_reduced_f32(float y) {  // exp(y) for -87 <= y <= 88
   const float k = round_half_even(y * 1.44269504088896341f);
   float r = fma_of(-k, 0.693145751953125f, y);
   r = fma_of(-k, 1.42860676533018704e-06f, r);
@@ -80,14 +80,14 @@ MQ_HD inline float exp_reduced_f32(float y) {  // exp(y) for -87 <= y <= 88
   return p * bits_to_float((static_cast<int32_t>(k) + 127) << 23);
 }
 
-MQ_HD inline float exp_f32(float y) {
+MQ_HD_INLINE float exp_f32(float y) {
   return exp_reduced_f32(y < -87.0f ? -87.0f : (y > 88.0f ? 88.0f : y));
 }
 
 // tanh for |x| < 0.5 (the branch tanh_f32 takes there, bit for bit): the odd polynomial alone,
 // about a third of tanh_f32's operations. Weights rarely reach 0.5, so the quantizer loops take
 // it for every chunk of W that lies below (kernels/quantize/quantize_cpu.cpp).
-MQ_HD inline float tanh_small_f32(float x) {
+MQ_HD_INLINE float tanh_small_f32(float x) {
   const float s = x * x;
   float p = 0.00059002744094558595f;
   p = fma_of(p, s, -0.0014558343870513183f);
@@ -101,7 +101,7 @@ MQ_HD inline float tanh_small_f32(float x) {
 }
 constexpr float kTanhSmallBound = 0.5f;  // tanh_f32(x) == tanh_small_f32(x) for |x| below
 
-MQ_HD inline float tanh_f32(float x) {
+MQ_HD_INLINE float tanh_f32(float x) {
   const float a = abs_of(x);
   const float small = tanh_small_f32(x);
   // large branch

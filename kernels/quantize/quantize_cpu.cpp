@@ -102,20 +102,20 @@ void range_above(const T* __restrict w, int64_t b, int64_t e, T delta, double& s
   count = c;
 }
 
-// Software prefetch for the loops that stream two inputs (the backward: W and g_W^). With two
-// input streams and an output, the hardware prefetcher of the 2-core EPYC VM we measure on
-// sustains ~70% of copy bandwidth at 16M elements; asking for each input kPrefetchAhead
-// elements early brings these loops to copy speed (benchmarks/README.md). Loops over one input
-// stream measured a little slower with it, so they pass no streams and run unblocked.
-constexpr int64_t kPrefetchBlock = 64, kPrefetchAhead = 1024;
-template <class T>
-constexpr std::array<const T*, 0> kNoStreams{};
+// Software prefetch for the backward, which streams two inputs (W, g_W^) into an output. There
+// the hardware prefetcher of the 2-core EPYC VM we measure on sustains ~60-70% of copy bandwidth
+// at 16M elements; asking for each input kPrefetchAhead elements early brings the loops to copy
+// speed (benchmarks/README.md). Loops over one input measured a little slower with it, and so
+// did dorefa's compute-heavy backward on data in cache, which prefetches only from
+// kPrefetchMinElements on.
+constexpr int64_t kPrefetchBlock = 64, kPrefetchAhead = 1024, kPrefetchMinElements = 1 << 22;
 
+// Prefetches [i, i + len) + kPrefetchAhead of each stream.
 template <class T, size_t N>
-void prefetch_ahead(const std::array<const T*, N>& streams, int64_t i) {
+void prefetch_ahead(const std::array<const T*, N>& streams, int64_t i, int64_t len) {
   constexpr int64_t kLine = 64 / sizeof(T);
   for (const T* p : streams)
-    for (int64_t l = 0; l < kPrefetchBlock; l += kLine)  // an address, never dereferenced
+    for (int64_t l = 0; l < len; l += kLine)  // an address, never dereferenced
       __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) +
                                                        (i + kPrefetchAhead + l) * sizeof(T)));
 }
@@ -123,9 +123,8 @@ void prefetch_ahead(const std::array<const T*, N>& streams, int64_t i) {
 // body(b', e') over [b, e) in blocks, each after prefetching the streams ahead of it.
 template <class T, size_t N, class Body>
 void prefetched_blocks(int64_t b, int64_t e, const std::array<const T*, N>& streams, Body&& body) {
-  if constexpr (N == 0) return body(b, e);
   for (int64_t c = b; c < e; c += kPrefetchBlock) {
-    prefetch_ahead(streams, c);
+    prefetch_ahead(streams, c, kPrefetchBlock);
     body(c, std::min(e, c + kPrefetchBlock));
   }
 }
@@ -170,22 +169,19 @@ bool all_abs_below(const T* __restrict w, int64_t b, int64_t e, T bound) {
 // bits for a third of the work. Trained weights seldom reach 0.5, so nearly every chunk takes
 // it; one that holds a large weight (or a NaN) takes the full tanh. A caller that has max|W|
 // passes it as max_abs, which settles the whole range at once when it is below the bound.
-template <class T, size_t N, class Body>
-void by_tanh_range(const T* w, int64_t b, int64_t e, const std::array<const T*, N>& streams,
-                   Body&& body, T max_abs = T(-1)) {
-  auto run = [&]<bool Small>(int64_t cb, int64_t ce) {
-    prefetched_blocks(cb, ce, streams,
-                      [&](int64_t pb, int64_t pe) { body.template operator()<Small>(pb, pe); });
-  };
+template <class T, class Body>
+void by_tanh_range(const T* w, int64_t b, int64_t e, Body&& body, T max_abs = T(-1),
+                   const T* also_prefetch = nullptr) {
   if constexpr (!std::is_same_v<T, float>) {
-    run.template operator()<false>(b, e);
+    body.template operator()<false>(b, e);
   } else {
-    if (max_abs >= 0 && max_abs < kTanhSmallBound) return run.template operator()<true>(b, e);
+    if (max_abs >= 0 && max_abs < kTanhSmallBound) return body.template operator()<true>(b, e);
     constexpr int64_t kChunk = 512;
     for (int64_t c = b; c < e; c += kChunk) {
       const int64_t ce = std::min(e, c + kChunk);
-      if (all_abs_below(w, c, ce, kTanhSmallBound)) run.template operator()<true>(c, ce);
-      else run.template operator()<false>(c, ce);
+      if (also_prefetch) prefetch_ahead(std::array{w, also_prefetch}, c, ce - c);
+      if (all_abs_below(w, c, ce, kTanhSmallBound)) body.template operator()<true>(c, ce);
+      else body.template operator()<false>(c, ce);
     }
   }
 }
@@ -204,27 +200,38 @@ std::vector<double> channel_sums(const T* w, int64_t n, int64_t channels, F&& f)
   return sums;
 }
 
-template <class T>
-T dorefa_max_abs(const T* w, int64_t n) {
+// dorefa's two passes in one parallel region (a fork and join cost about a tenth of a 1M pass):
+// each thread's max|w| over its segment; after a barrier every thread takes the max of all of
+// them (exact in any order) and runs body(max_abs, m, b, e) over its segment. Returns max_abs.
+template <class T, class Body>
+T dorefa_passes(const T* w, int64_t n, Body&& body) {
   const int nt = threads_for(n);
-  std::vector<T> partial(static_cast<size_t>(nt), T(0));
-  for_segments(n, n, nt, [&](int64_t b, int64_t e, int64_t, int t) {
-    partial[t] = std::max(partial[t], range_max_abs(w, b, e));
-  });
-  return *std::max_element(partial.begin(), partial.end());
+  std::vector<T> part(static_cast<size_t>(nt), T(0));
+  auto max_of_parts = [&](int count) { return *std::max_element(part.begin(), part.begin() + count); };
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const auto [lo, hi] = thread_segment(n);
+    part[omp_get_thread_num()] = range_max_abs(w, lo, hi);
+#pragma omp barrier
+    const T max_abs = max_of_parts(omp_get_num_threads());
+    body(max_abs, dorefa_scale_from_max(max_abs), lo, hi);
+  }
+  return *std::max_element(part.begin(), part.end());
 }
 
 template <class T, int Bits>
 void dorefa_forward(const T* w, int64_t n, T* w_tilde, T* w_hat, T* scale) {
-  const T max_abs = dorefa_max_abs(w, n), m = dorefa_scale_from_max(max_abs);
-  scale[0] = m;
-  for_segments(n, n, threads_for(n), [&](int64_t b, int64_t e, int64_t, int) {
-    by_tanh_range(w, b, e, kNoStreams<T>, [&]<bool Small>(int64_t cb, int64_t ce) {
+  const T max_abs = dorefa_passes(w, n, [&](T max_abs, T m, int64_t b, int64_t e) {
+    // m by value and the outputs as restrict locals: through the outer lambda's captures GCC
+    // left this loop scalar
+    by_tanh_range(w, b, e, [m, w, w_tilde, w_hat]<bool Small>(int64_t cb, int64_t ce) {
+      T* __restrict wt = w_tilde;
+      T* __restrict wh = w_hat;
 #pragma omp simd
-      for (int64_t i = cb; i < ce; ++i)
-        dorefa_forward_element<T, Bits, Small>(w[i], m, w_tilde[i], w_hat[i]);
+      for (int64_t i = cb; i < ce; ++i) dorefa_forward_element<T, Bits, Small>(w[i], m, wt[i], wh[i]);
     }, max_abs);
   });
+  scale[0] = dorefa_scale_from_max(max_abs);
 }
 
 template <class T>
@@ -373,10 +380,10 @@ void quantize_backward_cpu(Quantizer q, const T* w, const T* g_hat, const T* sca
   for_segments(n, per, threads_for(n), [&](int64_t b, int64_t e, int64_t k, int) {
     const T s = scale[k];
     if (q == Quantizer::dorefa) {
-      by_tanh_range(w, b, e, std::array{w, g_hat}, [&]<bool Small>(int64_t cb, int64_t ce) {
+      by_tanh_range(w, b, e, [&]<bool Small>(int64_t cb, int64_t ce) {
 #pragma omp simd
         for (int64_t i = cb; i < ce; ++i) g_w[i] = dorefa_backward_element<Small>(w[i], g_hat[i], s);
-      });
+      }, T(-1), n >= kPrefetchMinElements ? g_hat : nullptr);
     } else {
       prefetched_blocks(b, e, std::array{w, g_hat}, [&](int64_t pb, int64_t pe) {
 #pragma omp simd
@@ -395,9 +402,8 @@ void quantize_calibration_cpu(Quantizer q, const T* w, int64_t n, int64_t channe
     return;
   }
   (void)channels;
-  const T max_abs = dorefa_max_abs(w, n), m = dorefa_scale_from_max(max_abs);
-  for_segments(n, n, threads_for(n), [&](int64_t b, int64_t e, int64_t, int) {
-    by_tanh_range(w, b, e, kNoStreams<T>, [&]<bool Small>(int64_t cb, int64_t ce) {
+  dorefa_passes(w, n, [&](T max_abs, T m, int64_t b, int64_t e) {
+    by_tanh_range(w, b, e, [&]<bool Small>(int64_t cb, int64_t ce) {
 #pragma omp simd
       for (int64_t i = cb; i < ce; ++i) c[i] = dorefa_calibration_element<Small>(w[i], m);
     }, max_abs);

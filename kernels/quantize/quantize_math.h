@@ -22,18 +22,18 @@ constexpr int kMaxDorefaBits = 8;
 constexpr float kTernaryRatio = 0.7f;
 
 template <class T>
-MQ_HD inline T sign_value(T x) {  // sign(0) = 0
+MQ_HD_INLINE T sign_value(T x) {  // sign(0) = 0
   return static_cast<T>((x > T(0)) - (x < T(0)));
 }
 
 // SmallW: the caller knows |x| < kTanhSmallBound, where the f32 polynomial branch alone gives the
 // same bits as the full tanh_f32 (f64 has one path).
 template <bool SmallW = false>
-MQ_HD inline float quant_tanh(float x) {
+MQ_HD_INLINE float quant_tanh(float x) {
   return SmallW ? tanh_small_f32(x) : tanh_f32(x);
 }
 template <bool SmallW = false>
-MQ_HD inline double quant_tanh(double x) {
+MQ_HD_INLINE double quant_tanh(double x) {
 #if defined(__CUDA_ARCH__)
   return tanh(x);
 #else
@@ -53,16 +53,16 @@ constexpr int dorefa_levels() {
 // m = max|tanh W| = tanh(max|W|), since tanh is odd and increasing: the reduction reads |W|
 // only and tanh runs once per tensor instead of once per element in the reduction pass.
 template <class T>
-MQ_HD inline T dorefa_reduce_value(T w) {  // the value whose max gives the dorefa scale
+MQ_HD_INLINE T dorefa_reduce_value(T w) {  // the value whose max gives the dorefa scale
   return abs_of(w);
 }
 template <class T>
-MQ_HD inline T dorefa_scale_from_max(T max_abs) {
+MQ_HD_INLINE T dorefa_scale_from_max(T max_abs) {
   return abs_of(quant_tanh(max_abs));
 }
 
 template <class T, int Bits, bool SmallW = false>
-MQ_HD inline void dorefa_forward_element(T w, T m, T& w_tilde, T& w_hat) {
+MQ_HD_INLINE void dorefa_forward_element(T w, T m, T& w_tilde, T& w_hat) {
   constexpr T n = T(dorefa_levels<Bits>());
   const T t = quant_tanh<SmallW>(w);
   const T wt = m > T(0) ? t / (T(2) * m) + T(0.5) : T(0.5);
@@ -73,44 +73,44 @@ MQ_HD inline void dorefa_forward_element(T w, T m, T& w_tilde, T& w_hat) {
 
 // The integer code round(n W~) in 0..n, what a deployment would store.
 template <class T, int Bits>
-MQ_HD inline int dorefa_code(T w_tilde) {
+MQ_HD_INLINE int dorefa_code(T w_tilde) {
   return static_cast<int>(round_half_even(T(dorefa_levels<Bits>()) * w_tilde));
 }
 
 // STE: g_W~ = 2 g_W^ [|W~| <= 1] (always 1: W~ lies in [0, 1] by construction, since
 // |tanh W| <= m), then through W~ = tanh(W)/(2 sg(m)) + 1/2: g_W = g_W^ (1 - tanh^2 W) / m.
 template <bool SmallW = false, class T>
-MQ_HD inline T dorefa_backward_element(T w, T g_hat, T m) {
+MQ_HD_INLINE T dorefa_backward_element(T w, T g_hat, T m) {
   const T t = quant_tanh<SmallW>(w);
   return m > T(0) ? (g_hat / m) * fma_of(-t, t, T(1)) : T(0);
 }
 
 // Calibration c = (1 - tanh^2 W) / m (0 when m = 0): maps g_W^ to the STE g_W.
 template <bool SmallW = false, class T>
-MQ_HD inline T dorefa_calibration_element(T w, T m) {
+MQ_HD_INLINE T dorefa_calibration_element(T w, T m) {
   const T t = quant_tanh<SmallW>(w);
   return m > T(0) ? fma_of(-t, t, T(1)) / m : T(0);
 }
 
 // ---- BWN / BWN-F: W~ = W, alpha = mean|W| (per tensor or per output channel) ----
 template <class T>
-MQ_HD inline T bwn_forward_element(T w, T alpha) {
+MQ_HD_INLINE T bwn_forward_element(T w, T alpha) {
   return alpha * sign_value(w);
 }
 // STE, shared by BWN, BWN-F and ternary: g_W = scale * g_W^ * [|W~| <= 1] with W~ = W.
 template <class T>
-MQ_HD inline T scaled_ste_backward_element(T w, T g_hat, T scale) {
+MQ_HD_INLINE T scaled_ste_backward_element(T w, T g_hat, T scale) {
   return abs_of(w) <= T(1) ? scale * g_hat : T(0);
 }
 
 // ---- ternary (worked example): W~ = W; delta = 0.7 mean|W|; S = {i : |W_i| > delta};
 // a = mean over S of |W_i| (0 when S is empty, i.e. W all zero); W^ = a sign(W) [|W| > delta].
 template <class T>
-MQ_HD inline T ternary_threshold(T mean_abs) {
+MQ_HD_INLINE T ternary_threshold(T mean_abs) {
   return T(kTernaryRatio) * mean_abs;
 }
 template <class T>
-MQ_HD inline T ternary_forward_element(T w, T delta, T a) {
+MQ_HD_INLINE T ternary_forward_element(T w, T delta, T a) {
   // Branch-free (a conditional here kept the CPU loop scalar): a 0/1 mask times a sign(w); the
   // + 0 turns the -0 of a masked negative weight into +0.
   const T keep = static_cast<T>(abs_of(w) > delta);
