@@ -198,6 +198,9 @@ TEST_CASE("quantizer edge cases", "[quantize]") {
       check_against_formula(
           Tensor::from_vector<double>({1e30, -1e30, 0, 0.25, -0.25, 1, -1, 1e-30, 0}, {9}).to(dt),
           spec, 3);
+      // negative zeros among others (dorefa: the scale comes from |w|, which is +0 for -0)
+      check_against_formula(Tensor::from_vector<double>({-0.0, 0.3, -0.0, -0.6}, {4}).to(dt), spec, 5);
+      check_against_formula(Tensor::from_vector<double>({-0.0, -0.0}, {2}).to(dt), spec, 6);
       // all equal magnitudes: ternary keeps every element (delta = 0.7 |w| < |w|)
       check_against_formula(Tensor::from_vector<double>({0.5, -0.5, 0.5, 0.5}, {2, 2}).to(dt),
                             spec, 4);

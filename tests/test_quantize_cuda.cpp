@@ -1,6 +1,8 @@
 // CUDA quantizers against the CPU reference: identical codes, W~ / scales / gradients /
 // calibration within 1e-6 relative (the shared math makes them equal in practice).
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "models/quantize_op.h"
 #include "op_test.h"
@@ -70,6 +72,11 @@ TEST_CASE("CUDA quantizers match the CPU on edge cases", "[quantize][cuda]") {
         Tensor::from_vector<float>({1e30f, -1e30f, 0, 0.25f, -0.25f, 1, -1, 1e-30f, 0}, {9}), spec,
         3);
     compare_devices(Tensor::from_vector<float>({0.5f, -0.5f, 0.5f, 0.5f}, {2, 2}), spec, 4);
+    // a stretch of -0.0 as long as a CUDA block's first sweep: that block's max is a zero, which
+    // must not take the sign bit into the atomicMax over float bits
+    std::vector<float> w = randn({64, 16, 3, 3}, 5, DType::f32, 0.1).to_vector<float>();
+    std::fill(w.begin(), w.begin() + 4096, -0.0f);
+    compare_devices(Tensor::from_vector<float>(w, {64, 16, 3, 3}), spec, 5);
   }
 }
 

@@ -1,6 +1,7 @@
 // CPU reference of the weight quantizers: OpenMP over contiguous thread ranges, SIMD loops over
-// the per-element math of quantize_math.h. Reductions accumulate in double per lane (short blocks in T) and are
-// combined in thread order, so a fixed thread count gives bitwise-identical results run to run.
+// the per-element math of quantize_math.h. Reductions accumulate in double per SIMD lane (short
+// blocks in T first) and are combined in a fixed order, so results are bitwise identical run to
+// run (ternary's at any thread count, the others at a fixed one).
 #include <omp.h>
 
 #include <algorithm>
@@ -19,19 +20,19 @@ constexpr int64_t kParallelMin = 1 << 15;  // below this one thread is faster
 
 int threads_for(int64_t n) { return n > kParallelMin ? omp_get_max_threads() : 1; }
 
-// Splits [0, n) into one contiguous range per thread (boundaries on multiples of 16 elements, so
-// every thread but the first starts 64-byte aligned) and calls body(begin, end, channel) for the
-// parts of that range inside each channel slice of `per` elements, then finish(thread) if given.
 struct Segment {
   int64_t lo, hi;
 };
-// The calling OpenMP thread's range of [0, n).
+// The calling OpenMP thread's contiguous range of [0, n): boundaries on multiples of 16
+// elements, so every thread but the first starts 64-byte aligned.
 Segment thread_segment(int64_t n) {
   const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
   const int64_t blocks = (n + 15) / 16;
   return {std::min(n, blocks * t / nt * 16), std::min(n, blocks * (t + 1) / nt * 16)};
 }
 
+// Calls body(begin, end, channel, thread) for the parts of each thread's segment of [0, n) that
+// lie inside each channel slice of `per` elements.
 template <class Body>
 void for_segments(int64_t n, int64_t per, int nthreads, Body&& body) {
 #pragma omp parallel num_threads(nthreads) if (nthreads > 1)
@@ -137,7 +138,8 @@ void range_ternary(const T* __restrict w, int64_t b, int64_t e, T delta, T a, T*
   for (int64_t i = b; i < e; ++i) w_hat[i] = ternary_forward_element(w[i], delta, a);
 }
 
-// max|w| over [b, e): four SIMD accumulators, so the max does not wait on its own latency.
+// max|w| over [b, e) (std::abs: dorefa_reduce_value's value, in one instruction): four SIMD
+// accumulators, so the max does not wait on its own latency.
 template <class T>
 T range_max_abs(const T* __restrict w, int64_t b, int64_t e) {
   constexpr int kLanes = 64;

@@ -52,9 +52,11 @@ constexpr int dorefa_levels() {
 
 // m = max|tanh W| = tanh(max|W|), since tanh is odd and increasing: the reduction reads |W|
 // only and tanh runs once per tensor instead of once per element in the reduction pass.
+// + 0 turns -0 into +0: the CUDA reduction takes an atomicMax over the float bits, which orders
+// non-negative floats only (-0's bits would beat every positive value).
 template <class T>
 MQ_HD_INLINE T dorefa_reduce_value(T w) {  // the value whose max gives the dorefa scale
-  return abs_of(w);
+  return abs_of(w) + T(0);
 }
 template <class T>
 MQ_HD_INLINE T dorefa_scale_from_max(T max_abs) {
