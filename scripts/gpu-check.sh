@@ -97,7 +97,7 @@ fi
 
 # ---- 3. kernel benchmark ----
 if [[ -x $BUILD/mqbench ]]; then
-  stage mqbench 60 "$BUILD/mqbench" --device cuda --repeat 20
+  stage mqbench 60 "$BUILD/mqbench" --device cuda --repeat 20 --json "$LOGS/mqbench.json"
 else
   skip mqbench "no $BUILD/mqbench"
 fi
