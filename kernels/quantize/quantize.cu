@@ -155,18 +155,19 @@ __global__ void mean_finalize_kernel(const double* sums, int64_t channels, int64
   for (int64_t k = threadIdx.x; k < channels; k += blockDim.x)
     scale[k] = static_cast<float>(sums[k] / static_cast<double>(per));
 }
-// scale[0] holds max|w| (from dorefa_max_kernel); turn it into m = tanh(max|w|).
-__global__ void dorefa_scale_kernel(float* scale) { scale[0] = dorefa_scale_from_max(scale[0]); }
 
 __global__ void ternary_finalize_kernel(const double* ws, float* scale) {
   scale[0] = ws[2] > 0 ? static_cast<float>(ws[1] / ws[2]) : 0.f;
 }
 
 // ---- elementwise ----
+// Every thread forms m = tanh(max|w|) from the reduced max itself (one tanh per thread saves a
+// one-thread kernel launch); the first thread also stores it as the scale.
 template <int Bits, bool Vec>
-__global__ void dorefa_forward_kernel(const float* w, int64_t n, const float* scale,
-                                      float* w_tilde, float* w_hat) {
-  const float m = scale[0];
+__global__ void dorefa_forward_kernel(const float* w, int64_t n, const unsigned* max_bits,
+                                      float* scale, float* w_tilde, float* w_hat) {
+  const float m = dorefa_scale_from_max(__uint_as_float(*max_bits));
+  if (blockIdx.x == 0 && threadIdx.x == 0) scale[0] = m;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t start = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t tail = 0;
@@ -275,17 +276,19 @@ void launch_dorefa_max(const float* w, int64_t n, unsigned* out, cudaStream_t s)
   check_launch("dorefa_max_kernel");
 }
 
+// The max goes to the workspace (its bits, for the atomicMax), m to scale[0].
 template <int Bits>
 void launch_dorefa_forward(const float* w, int64_t n, float* w_tilde, float* w_hat, float* scale,
-                           bool vec, cudaStream_t s) {
-  auto* max_bits = reinterpret_cast<unsigned*>(scale);
+                           void* workspace, bool vec, cudaStream_t s) {
+  if (workspace == nullptr) fail_quantize_cuda("dorefa forward", "no workspace for the max given");
+  auto* max_bits = static_cast<unsigned*>(workspace);
   vec ? launch_dorefa_max<true>(w, n, max_bits, s) : launch_dorefa_max<false>(w, n, max_bits, s);
-  dorefa_scale_kernel<<<1, 1, 0, s>>>(scale);
-  check_launch("dorefa_scale_kernel");
   if (vec) {
-    dorefa_forward_kernel<Bits, true><<<grid_for(n, 1, true), kThreads, 0, s>>>(w, n, scale, w_tilde, w_hat);
+    dorefa_forward_kernel<Bits, true><<<grid_for(n, 1, true), kThreads, 0, s>>>(
+        w, n, max_bits, scale, w_tilde, w_hat);
   } else {
-    dorefa_forward_kernel<Bits, false><<<grid_for(n, 1, false), kThreads, 0, s>>>(w, n, scale, w_tilde, w_hat);
+    dorefa_forward_kernel<Bits, false><<<grid_for(n, 1, false), kThreads, 0, s>>>(
+        w, n, max_bits, scale, w_tilde, w_hat);
   }
   check_launch("dorefa_forward_kernel");
 }
@@ -323,14 +326,14 @@ void quantize_forward_cuda(Quantizer q, int bits, const float* w, int64_t n, int
   switch (q) {
     case Quantizer::dorefa:
       switch (bits) {
-        case 1: return launch_dorefa_forward<1>(w, n, w_tilde, w_hat, scale, vec, s);
-        case 2: return launch_dorefa_forward<2>(w, n, w_tilde, w_hat, scale, vec, s);
-        case 3: return launch_dorefa_forward<3>(w, n, w_tilde, w_hat, scale, vec, s);
-        case 4: return launch_dorefa_forward<4>(w, n, w_tilde, w_hat, scale, vec, s);
-        case 5: return launch_dorefa_forward<5>(w, n, w_tilde, w_hat, scale, vec, s);
-        case 6: return launch_dorefa_forward<6>(w, n, w_tilde, w_hat, scale, vec, s);
-        case 7: return launch_dorefa_forward<7>(w, n, w_tilde, w_hat, scale, vec, s);
-        case 8: return launch_dorefa_forward<8>(w, n, w_tilde, w_hat, scale, vec, s);
+        case 1: return launch_dorefa_forward<1>(w, n, w_tilde, w_hat, scale, workspace, vec, s);
+        case 2: return launch_dorefa_forward<2>(w, n, w_tilde, w_hat, scale, workspace, vec, s);
+        case 3: return launch_dorefa_forward<3>(w, n, w_tilde, w_hat, scale, workspace, vec, s);
+        case 4: return launch_dorefa_forward<4>(w, n, w_tilde, w_hat, scale, workspace, vec, s);
+        case 5: return launch_dorefa_forward<5>(w, n, w_tilde, w_hat, scale, workspace, vec, s);
+        case 6: return launch_dorefa_forward<6>(w, n, w_tilde, w_hat, scale, workspace, vec, s);
+        case 7: return launch_dorefa_forward<7>(w, n, w_tilde, w_hat, scale, workspace, vec, s);
+        case 8: return launch_dorefa_forward<8>(w, n, w_tilde, w_hat, scale, workspace, vec, s);
       }
       return;
     case Quantizer::bwn:

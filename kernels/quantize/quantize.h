@@ -46,7 +46,7 @@ void quantize_forward_cuda(Quantizer q, int bits, const float* w, int64_t n, int
                            void* stream);
 void quantize_backward_cuda(Quantizer q, const float* w, const float* g_hat, const float* scale,
                             int64_t n, int64_t channels, float* g_w, void* stream);
-// dorefa uses the workspace for its max (the others need none here).
+// dorefa uses the workspace for its max here and in the forward (the others need none here).
 void quantize_calibration_cuda(Quantizer q, const float* w, int64_t n, int64_t channels,
                                float* c, void* workspace, void* stream);
 

@@ -328,7 +328,7 @@ const char* quantizer_name(Quantizer q) {
 
 size_t quantize_workspace_bytes(Quantizer q, int64_t channels) {
   switch (q) {
-    case Quantizer::dorefa: return sizeof(double);  // the calibration's max
+    case Quantizer::dorefa: return sizeof(double);  // the max of the forward and calibration
     case Quantizer::bwn:
     case Quantizer::bwn_f: return static_cast<size_t>(channels) * sizeof(double);
     case Quantizer::ternary: return 3 * sizeof(double);
