@@ -33,10 +33,11 @@ Segment thread_segment(int64_t n) {
 
 // Calls body(begin, end, channel, thread) for the parts of each thread's segment of [0, n) that
 // lie inside each channel slice of `per` elements.
+// One thread runs without a parallel region: even an if(false) region cost ~3 us, more than the
+// whole quantizer on a small layer.
 template <class Body>
 void for_segments(int64_t n, int64_t per, int nthreads, Body&& body) {
-#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
-  {
+  auto run = [&] {
     const auto [lo, hi] = thread_segment(n);
     for (int64_t i = lo; i < hi;) {
       const int64_t k = i / per;
@@ -44,7 +45,10 @@ void for_segments(int64_t n, int64_t per, int nthreads, Body&& body) {
       body(i, end, k, omp_get_thread_num());
       i = end;
     }
-  }
+  };
+  if (nthreads <= 1) return run();
+#pragma omp parallel num_threads(nthreads)
+  run();
 }
 
 // Reductions over [b, e) as plain functions over restrict pointers with independent
@@ -208,9 +212,14 @@ std::vector<double> channel_sums(const T* w, int64_t n, int64_t channels, F&& f)
 template <class T, class Body>
 T dorefa_passes(const T* w, int64_t n, Body&& body) {
   const int nt = threads_for(n);
+  if (nt <= 1) {  // no parallel region for one thread (see for_segments)
+    const T max_abs = range_max_abs(w, int64_t(0), n);
+    body(max_abs, dorefa_scale_from_max(max_abs), int64_t(0), n);
+    return max_abs;
+  }
   std::vector<T> part(static_cast<size_t>(nt), T(0));
   auto max_of_parts = [&](int count) { return *std::max_element(part.begin(), part.begin() + count); };
-#pragma omp parallel num_threads(nt) if (nt > 1)
+#pragma omp parallel num_threads(nt)
   {
     const auto [lo, hi] = thread_segment(n);
     part[omp_get_thread_num()] = range_max_abs(w, lo, hi);
@@ -283,6 +292,21 @@ template <class T>
 void ternary_forward(const T* w, int64_t n, T* w_tilde, T* w_hat, T* scale) {
   constexpr int64_t kChunk = 1 << 16;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
+  auto abs_sum = [&](int64_t b, int64_t e) { return range_sum(w, b, e, [](T x) { return abs_of(x); }); };
+  auto delta_of = [&](double sum_abs) { return ternary_threshold(static_cast<T>(sum_abs / static_cast<double>(n))); };
+  auto scale_of = [](double sum, double count) { return count > 0 ? static_cast<T>(sum / count) : T(0); };
+  auto write = [&](int64_t b, int64_t e, T delta, T a) {
+    range_ternary(w, b, e, delta, a, w_hat);
+    copy_if_wanted(w, b, e, w_tilde);
+  };
+  if (chunks == 1) {  // a layer-sized W: no parallel region (see for_segments)
+    const T delta = delta_of(abs_sum(0, n));
+    double sum = 0, count = 0;
+    range_above(w, 0, n, delta, sum, count);
+    scale[0] = scale_of(sum, count);
+    write(0, n, delta, scale[0]);
+    return;
+  }
   std::vector<double> part_abs(static_cast<size_t>(chunks)), part_sum(part_abs), part_count(part_abs);
   auto in_order = [](const std::vector<double>& parts) {
     double s = 0;
@@ -290,27 +314,19 @@ void ternary_forward(const T* w, int64_t n, T* w_tilde, T* w_hat, T* scale) {
     return s;
   };
   T delta = 0, a = 0;
-#pragma omp parallel num_threads(threads_for(n)) if (chunks > 1)
+#pragma omp parallel num_threads(threads_for(n))
   {
 #pragma omp for schedule(static)
-    for (int64_t k = 0; k < chunks; ++k)
-      part_abs[k] = range_sum(w, k * kChunk, std::min(n, (k + 1) * kChunk), [](T x) { return abs_of(x); });
+    for (int64_t k = 0; k < chunks; ++k) part_abs[k] = abs_sum(k * kChunk, std::min(n, (k + 1) * kChunk));
 #pragma omp single
-    delta = ternary_threshold(static_cast<T>(in_order(part_abs) / static_cast<double>(n)));
+    delta = delta_of(in_order(part_abs));
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < chunks; ++k)
       range_above(w, k * kChunk, std::min(n, (k + 1) * kChunk), delta, part_sum[k], part_count[k]);
 #pragma omp single
-    {
-      const double c = in_order(part_count);
-      a = c > 0 ? static_cast<T>(in_order(part_sum) / c) : T(0);
-    }
+    a = scale_of(in_order(part_sum), in_order(part_count));
 #pragma omp for schedule(static)
-    for (int64_t k = 0; k < chunks; ++k) {
-      const int64_t b = k * kChunk, e = std::min(n, (k + 1) * kChunk);
-      range_ternary(w, b, e, delta, a, w_hat);
-      copy_if_wanted(w, b, e, w_tilde);
-    }
+    for (int64_t k = 0; k < chunks; ++k) write(k * kChunk, std::min(n, (k + 1) * kChunk), delta, a);
   }
   scale[0] = a;
 }

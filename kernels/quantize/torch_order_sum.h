@@ -50,9 +50,15 @@ SumRow<T, V> cascade_rows_abs(const T* x, int64_t rows) {
   };
   // Level 1 of each full group of `step` chunks: from zero, chunk sums added in order.
   std::vector<Row> group(static_cast<size_t>(groups));
-#pragma omp parallel for schedule(static) if (groups > 1 && rows * 4 * V > (1 << 16))
-  for (int64_t g = 0; g < groups; ++g)
+  auto sum_group = [&](int64_t g) {
     for (int64_t c = g * step; c < (g + 1) * step; ++c) group[g].add(chunk_sum(c));
+  };
+  if (groups > 1 && rows * 4 * V > (1 << 16)) {
+#pragma omp parallel for schedule(static)
+    for (int64_t g = 0; g < groups; ++g) sum_group(g);
+  } else {  // no parallel region: even an if(false) one costs ~1 us, a small layer's whole sum
+    for (int64_t g = 0; g < groups; ++g) sum_group(g);
+  }
   Row acc[4];
   for (int64_t g = 0; g < groups; ++g) {  // the cascade's carries at each group's end
     const int64_t i = (g + 1) * step * step;
