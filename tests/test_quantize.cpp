@@ -433,3 +433,33 @@ TEST_CASE("CPU ternary gives the same bits at any thread count", "[quantize]") {
   }
   omp_set_num_threads(saved);
 }
+
+TEST_CASE("CPU quantizers called from inside a parallel region cover the whole weight",
+          "[quantize]") {
+  // A small W runs without a region of its own; it must not take the caller's team for its own.
+  for (int64_t n : {int64_t(1000), int64_t(100003)}) {
+    const std::vector<float> w = randn({n}, 31, DType::f32, 0.1).to_vector<float>();
+    const std::vector<float> g = randn({n}, 32, DType::f32, 1.0).to_vector<float>();
+    for (QuantSpec spec : all_specs()) {
+      auto run = [&] {
+        std::vector<float> wt(n), wh(n), gw(n), c(n);
+        float scale = 0;
+        kernels::quantize_forward_cpu<float>(spec.kind, kernel_bits(spec), w.data(), n, 1,
+                                             wt.data(), wh.data(), &scale);
+        kernels::quantize_backward_cpu<float>(spec.kind, w.data(), g.data(), &scale, n, 1,
+                                              gw.data());
+        kernels::quantize_calibration_cpu<float>(spec.kind, w.data(), n, 1, c.data());
+        return std::vector<std::vector<float>>{wt, wh, gw, c, {scale}};
+      };
+      const auto outside = run();
+      std::vector<std::vector<float>> inside;
+#pragma omp parallel num_threads(2)
+      {
+#pragma omp single
+        inside = run();
+      }
+      INFO(spec_str(spec) << ", n " << n);
+      REQUIRE(inside == outside);
+    }
+  }
+}

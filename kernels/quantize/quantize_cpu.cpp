@@ -37,18 +37,18 @@ Segment thread_segment(int64_t n) {
 // whole quantizer on a small layer.
 template <class Body>
 void for_segments(int64_t n, int64_t per, int nthreads, Body&& body) {
-  auto run = [&] {
-    const auto [lo, hi] = thread_segment(n);
-    for (int64_t i = lo; i < hi;) {
+  auto run = [&](Segment seg, int thread) {
+    for (int64_t i = seg.lo; i < seg.hi;) {
       const int64_t k = i / per;
-      const int64_t end = std::min(hi, (k + 1) * per);
-      body(i, end, k, omp_get_thread_num());
+      const int64_t end = std::min(seg.hi, (k + 1) * per);
+      body(i, end, k, thread);
       i = end;
     }
   };
-  if (nthreads <= 1) return run();
+  // [0, n) explicitly: a caller inside some other parallel region must still get all of it
+  if (nthreads <= 1) return run({0, n}, 0);
 #pragma omp parallel num_threads(nthreads)
-  run();
+  run(thread_segment(n), omp_get_thread_num());
 }
 
 // Reductions over [b, e) as plain functions over restrict pointers with independent
