@@ -62,7 +62,9 @@ MQ_HD_INLINE T abs_of(T x) {
 //   the argument is clamped to [-87, 88] (below, exp returns the smallest normal's order of
 //   magnitude instead of 0; NaN passes through). About 1 ulp.
 // tanh: max error about 2 ulp against the exact value:
-//   |x| < 0.5: odd Taylor polynomial x + x^3 P(x^2) up to x^17 (truncation < 2e-9 relative);
+//   |x| < 0.5: odd polynomial x + x^3 P(x^2), P of degree 4 fitted for the least maximum
+//   relative error on [0, 0.5] (9.5e-10, against 2e-9 for the Taylor series to x^17 it
+//   replaced, with three fewer fma; worst 0.63 ulp over the floats there, as before);
 //   otherwise 1 - 2 / (exp(2|x|) + 1) with exp by Cody-Waite reduction and a degree-7 Taylor
 //   polynomial, 2^k built from its bits; |x| is clamped at 10 (tanh rounds to 1 above 9.02).
 MQ_HD_INLINE float exp_reduced_f32(float y) {  // exp(y) for -87 <= y <= 88
@@ -89,14 +91,11 @@ MQ_HD_INLINE float exp_f32(float y) {
 // it for every chunk of W that lies below (kernels/quantize/quantize_cpu.cpp).
 MQ_HD_INLINE float tanh_small_f32(float x) {
   const float s = x * x;
-  float p = 0.00059002744094558595f;
-  p = fma_of(p, s, -0.0014558343870513183f);
-  p = fma_of(p, s, 0.0035921280365724811f);
-  p = fma_of(p, s, -0.0088632355299021973f);
-  p = fma_of(p, s, 0.021869488536155203f);
-  p = fma_of(p, s, -0.053968253968253971f);
-  p = fma_of(p, s, 0.13333333333333333f);
-  p = fma_of(p, s, -0.33333333333333331f);
+  float p = -0.006714577374607886f;
+  p = fma_of(p, s, 0.02133567348746506f);
+  p = fma_of(p, s, -0.053906397015328275f);
+  p = fma_of(p, s, 0.13333017632689442f);
+  p = fma_of(p, s, -0.3333332807697358f);
   return fma_of(x * s, p, x);
 }
 constexpr float kTanhSmallBound = 0.5f;  // tanh_f32(x) == tanh_small_f32(x) for |x| below
