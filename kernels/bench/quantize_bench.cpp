@@ -14,6 +14,7 @@
 
 #include "engine/dispatch.h"
 #include "engine/error.h"
+#include "kernels/cpu_threads.h"
 #include "kernels/quantize/quantize.h"
 
 namespace mq::bench {
@@ -39,15 +40,11 @@ struct DeviceBuffer {
   float* p;
 };
 
-// The copy the CPU kernels are compared with: memcpy split over the same threads.
+// The copy the CPU kernels are compared with: memcpy split over the threads as the kernels split.
 void parallel_copy(float* dst, const float* src, int64_t n) {
-  const int nt = n > (1 << 15) ? omp_get_max_threads() : 1;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    const int64_t t = omp_get_thread_num(), k = omp_get_num_threads();
-    const int64_t lo = n * t / k, hi = n * (t + 1) / k;
+  kernels::parallel_segments(n, kernels::cpu_threads_for(n), [&](int64_t lo, int64_t hi, int) {
     std::memcpy(dst + lo, src + lo, (hi - lo) * sizeof(float));
-  }
+  });
 }
 
 // Bytes an op reads and writes (f32), counting each pass over memory.

@@ -1,22 +1,13 @@
 #include "kernels/elementwise/elementwise.h"
 
-#include <omp.h>
+#include "kernels/cpu_threads.h"
 
 namespace mq::kernels {
 namespace {
-constexpr int64_t kParallelMin = 1 << 15;  // below this, threading costs more than it saves
-
-// loop(b, e) over [0, n): split over the threads for large n, run directly otherwise. Even an
-// if(false) OpenMP region costs ~1.3 us a call here, which every op on a small tensor (biases,
-// batch-norm parameters, optimizer updates) would pay.
+// loop(b, e) over [0, n), split over the threads for large n (kernels/cpu_threads.h).
 template <class Loop>
 void parallel_range(int64_t n, Loop&& loop) {
-  if (n <= kParallelMin) return loop(int64_t(0), n);
-#pragma omp parallel
-  {
-    const int64_t t = omp_get_thread_num(), k = omp_get_num_threads();
-    loop(n * t / k, n * (t + 1) / k);
-  }
+  parallel_segments(n, cpu_threads_for(n), [&](int64_t b, int64_t e, int) { loop(b, e); });
 }
 
 // The op is a template argument so each loop is specialized and vectorizes; a runtime switch

@@ -11,44 +11,24 @@
 #include <vector>
 
 #include "engine/error.h"
+#include "kernels/cpu_threads.h"
 #include "kernels/quantize/quantize.h"
 #include "kernels/quantize/torch_order_sum.h"
 
 namespace mq::kernels {
 namespace {
-constexpr int64_t kParallelMin = 1 << 15;  // below this one thread is faster
-
-int threads_for(int64_t n) { return n > kParallelMin ? omp_get_max_threads() : 1; }
-
-struct Segment {
-  int64_t lo, hi;
-};
-// The calling OpenMP thread's contiguous range of [0, n): boundaries on multiples of 16
-// elements, so every thread but the first starts 64-byte aligned.
-Segment thread_segment(int64_t n) {
-  const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-  const int64_t blocks = (n + 15) / 16;
-  return {std::min(n, blocks * t / nt * 16), std::min(n, blocks * (t + 1) / nt * 16)};
-}
-
 // Calls body(begin, end, channel, thread) for the parts of each thread's segment of [0, n) that
-// lie inside each channel slice of `per` elements.
-// One thread runs without a parallel region: even an if(false) region cost ~3 us, more than the
-// whole quantizer on a small layer.
+// lie inside each channel slice of `per` elements (kernels/cpu_threads.h: no region for one).
 template <class Body>
 void for_segments(int64_t n, int64_t per, int nthreads, Body&& body) {
-  auto run = [&](Segment seg, int thread) {
-    for (int64_t i = seg.lo; i < seg.hi;) {
+  parallel_segments(n, nthreads, [&](int64_t lo, int64_t hi, int thread) {
+    for (int64_t i = lo; i < hi;) {
       const int64_t k = i / per;
-      const int64_t end = std::min(seg.hi, (k + 1) * per);
+      const int64_t end = std::min(hi, (k + 1) * per);
       body(i, end, k, thread);
       i = end;
     }
-  };
-  // [0, n) explicitly: a caller inside some other parallel region must still get all of it
-  if (nthreads <= 1) return run({0, n}, 0);
-#pragma omp parallel num_threads(nthreads)
-  run(thread_segment(n), omp_get_thread_num());
+  });
 }
 
 // Reductions over [b, e) as plain functions over restrict pointers with independent
@@ -195,7 +175,7 @@ void by_tanh_range(const T* w, int64_t b, int64_t e, Body&& body, T max_abs = T(
 // Per-channel sums of f(w) over all slices, in double; deterministic for a fixed thread count.
 template <class T, class F>
 std::vector<double> channel_sums(const T* w, int64_t n, int64_t channels, F&& f) {
-  const int nt = threads_for(n);
+  const int nt = cpu_threads_for(n);
   std::vector<double> partial(static_cast<size_t>(nt * channels), 0.0);
   for_segments(n, n / channels, nt, [&](int64_t b, int64_t e, int64_t k, int t) {
     partial[static_cast<size_t>(t * channels + k)] += range_sum(w, b, e, f);
@@ -211,8 +191,8 @@ std::vector<double> channel_sums(const T* w, int64_t n, int64_t channels, F&& f)
 // them (exact in any order) and runs body(max_abs, m, b, e) over its segment. Returns max_abs.
 template <class T, class Body>
 T dorefa_passes(const T* w, int64_t n, Body&& body) {
-  const int nt = threads_for(n);
-  if (nt <= 1) {  // no parallel region for one thread (see for_segments)
+  const int nt = cpu_threads_for(n);
+  if (nt <= 1) {  // no parallel region for one thread (kernels/cpu_threads.h)
     const T max_abs = range_max_abs(w, int64_t(0), n);
     body(max_abs, dorefa_scale_from_max(max_abs), int64_t(0), n);
     return max_abs;
@@ -275,7 +255,7 @@ void bwn_forward(const T* w, int64_t n, int64_t channels, T* w_tilde, T* w_hat, 
     auto sums = channel_sums(w, n, channels, [](T x) { return abs_of(x); });
     for (int64_t k = 0; k < channels; ++k) scale[k] = static_cast<T>(sums[k] / static_cast<double>(per));
   }
-  for_segments(n, per, threads_for(n), [&](int64_t b, int64_t e, int64_t k, int) {
+  for_segments(n, per, cpu_threads_for(n), [&](int64_t b, int64_t e, int64_t k, int) {
     const T alpha = scale[k];
 #pragma omp simd
     for (int64_t i = b; i < e; ++i) w_hat[i] = bwn_forward_element(w[i], alpha);
@@ -299,7 +279,7 @@ void ternary_forward(const T* w, int64_t n, T* w_tilde, T* w_hat, T* scale) {
     range_ternary(w, b, e, delta, a, w_hat);
     copy_if_wanted(w, b, e, w_tilde);
   };
-  if (chunks == 1) {  // a layer-sized W: no parallel region (see for_segments)
+  if (chunks == 1) {  // a layer-sized W: no parallel region (kernels/cpu_threads.h)
     const T delta = delta_of(abs_sum(0, n));
     double sum = 0, count = 0;
     range_above(w, 0, n, delta, sum, count);
@@ -314,7 +294,7 @@ void ternary_forward(const T* w, int64_t n, T* w_tilde, T* w_hat, T* scale) {
     return s;
   };
   T delta = 0, a = 0;
-#pragma omp parallel num_threads(threads_for(n))
+#pragma omp parallel num_threads(cpu_threads_for(n))
   {
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < chunks; ++k) part_abs[k] = abs_sum(k * kChunk, std::min(n, (k + 1) * kChunk));
@@ -395,7 +375,7 @@ template <class T>
 void quantize_backward_cpu(Quantizer q, const T* w, const T* g_hat, const T* scale, int64_t n,
                            int64_t channels, T* g_w) {
   const int64_t per = n / channels;
-  for_segments(n, per, threads_for(n), [&](int64_t b, int64_t e, int64_t k, int) {
+  for_segments(n, per, cpu_threads_for(n), [&](int64_t b, int64_t e, int64_t k, int) {
     const T s = scale[k];
     if (q == Quantizer::dorefa) {
       by_tanh_range(w, b, e, [&]<bool Small>(int64_t cb, int64_t ce) {
@@ -414,7 +394,7 @@ void quantize_backward_cpu(Quantizer q, const T* w, const T* g_hat, const T* sca
 template <class T>
 void quantize_calibration_cpu(Quantizer q, const T* w, int64_t n, int64_t channels, T* c) {
   if (q != Quantizer::dorefa) {  // the STE's calibration is 1; filled by all threads
-    for_segments(n, n, threads_for(n), [&](int64_t b, int64_t e, int64_t, int) {
+    for_segments(n, n, cpu_threads_for(n), [&](int64_t b, int64_t e, int64_t, int) {
       std::fill(c + b, c + e, T(1));
     });
     return;
