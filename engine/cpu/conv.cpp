@@ -1,11 +1,13 @@
-// CPU convolution as im2col + GEMM on NCHW tensors, OpenMP over images, Eigen GEMMs
-// single-threaded inside each thread.
+// CPU convolution as GEMMs over columns on NCHW tensors, OpenMP over images, each GEMM
+// single-threaded inside its thread (the AVX-512 sgemm kernel for f32, Eigen otherwise).
 //
-// Per image n: col [C*R*S, P*Q] = im2col(x_n) and
+// Per image n, with the columns col [C*R*S, P*Q] of x_n:
 //   forward          y_n [K, PQ]   = W [K, CRS] * col
 //   backward input   gcol [CRS,PQ] = W^T * gy_n, then gx_n = col2im(gcol)
 //   backward weight  gW^T [CRS,K] += col * gy_n^T (one accumulator per thread, summed at the end)
-// A 1x1 stride-1 unpadded conv uses x_n itself as its columns (no copy).
+// A 1x1 stride-1 unpadded conv uses x_n itself as its columns (no copy). The f32 forward reads
+// the columns as shifted views of the padded input (forward_shifted); the rest builds them with
+// im2col.
 #include <omp.h>
 
 #include <algorithm>
@@ -62,7 +64,7 @@ inline int64_t col_row(const ConvGeom& g, int64_t ci, int64_t ri, int64_t si, in
 }
 
 template <class T>
-void im2col(const T* x, const ConvGeom& g, T* col, int64_t cb = 0) {
+void im2col(const T* x, const ConvGeom& g, T* col) {
   const int64_t pq = g.pq();
   for (int64_t ci = 0; ci < g.c; ++ci) {
     const T* xc = x + ci * g.h * g.w;
@@ -70,7 +72,7 @@ void im2col(const T* x, const ConvGeom& g, T* col, int64_t cb = 0) {
       int64_t p0, p1;
       valid_range(g.p, g.h, g.stride, g.pad, ri, p0, p1);
       for (int64_t si = 0; si < g.s; ++si) {
-        T* row = col + col_row(g, ci, ri, si, cb) * pq;
+        T* row = col + ((ci * g.r + ri) * g.s + si) * pq;
         int64_t q0, q1;
         valid_range(g.q, g.w, g.stride, g.pad, si, q0, q1);
         std::fill(row, row + p0 * g.q, T(0));
@@ -135,6 +137,93 @@ void conv_gemm(int64_t m, int64_t n, int64_t kd, const T* a, int64_t ars, int64_
   else C.noalias() = CMapMat<T>(a, kd, m).transpose() * B;
 }
 
+#if MQ_HAVE_SGEMM_KERNEL
+// Phase planes of the zero-padded x_n for the stride-s forward: phase (a, b) holds the padded
+// input's rows a, a + s, ... and columns b, b + s, ... as a [C, hph, wph] block, phases in
+// (a, b) order. Tap (ri, si) of output (p, q) reads phase (ri % s, si % s) at row p + ri / s,
+// column q + si / s. With s = 1 there is one phase: the padded input itself.
+struct PhaseLayout {
+  int64_t row_phases, col_phases, hph, wph;
+  int64_t plane() const { return hph * wph; }
+  int64_t size(int64_t c) const { return row_phases * col_phases * c * plane(); }
+  // Offset of tap (ci, ri, si) for output (0, 0).
+  int64_t tap(const ConvGeom& g, int64_t ci, int64_t ri, int64_t si) const {
+    const int64_t phase = (ri % g.stride) * col_phases + si % g.stride;
+    return (phase * g.c + ci) * plane() + (ri / g.stride) * wph + si / g.stride;
+  }
+};
+
+PhaseLayout phase_layout(const ConvGeom& g) {
+  return {std::min(g.stride, g.r), std::min(g.stride, g.s), g.p + (g.r - 1) / g.stride,
+          g.q + (g.s - 1) / g.stride};
+}
+
+void fill_phases(const float* x, const ConvGeom& g, const PhaseLayout& L, float* out) {
+  const int64_t st = g.stride;
+  for (int64_t a = 0; a < L.row_phases; ++a)
+    for (int64_t b = 0; b < L.col_phases; ++b)
+      for (int64_t ci = 0; ci < g.c; ++ci) {
+        float* plane = out + ((a * L.col_phases + b) * g.c + ci) * L.plane();
+        const float* xc = x + ci * g.h * g.w;
+        // Columns v whose input column v s + b - pad lies in [0, w): [v0, v1).
+        int64_t v0 = 0, v1 = L.wph;
+        while (v0 < v1 && v0 * st + b - g.pad < 0) ++v0;
+        while (v1 > v0 && (v1 - 1) * st + b - g.pad >= g.w) --v1;
+        for (int64_t u = 0; u < L.hph; ++u) {
+          float* row = plane + u * L.wph;
+          const int64_t ih = u * st + a - g.pad;
+          if (ih < 0 || ih >= g.h) {
+            std::fill(row, row + L.wph, 0.f);
+            continue;
+          }
+          const float* in = xc + ih * g.w + v0 * st + b - g.pad;
+          std::fill(row, row + v0, 0.f);
+          if (st == 1) {
+            std::memcpy(row + v0, in, sizeof(float) * (v1 - v0));
+          } else {
+            for (int64_t v = v0; v < v1; ++v) row[v] = in[(v - v0) * st];
+          }
+          std::fill(row + v1, row + L.wph, 0.f);
+        }
+      }
+}
+
+// Forward without im2col. Counting outputs on the phase width (j = p wph + q), column row
+// (ci, ri, si) of output j is phases[tap(ci, ri, si) + j]: every column row is a shifted view
+// of the phase planes, so the GEMM takes B's rows from a table of offsets (in the
+// channel-blocked order im2col used, so the sums are the same bit for bit) and reads about one
+// copy of the input instead of writing and reading a CRS x PQ matrix. The wph - Q extra outputs
+// per row are dropped when the result is copied into y.
+void forward_shifted(const float* x, const float* wa, float* y, const ConvGeom& g, int64_t cb,
+                     int64_t kc) {
+  const PhaseLayout L = phase_layout(g);
+  const int64_t crs = g.crs(), pq = g.pq();
+  const int64_t span = (g.p - 1) * L.wph + g.q;  // the last output reads the buffer's last float
+  std::vector<int64_t> rows(static_cast<size_t>(crs));
+  for (int64_t ci = 0; ci < g.c; ++ci)
+    for (int64_t ri = 0; ri < g.r; ++ri)
+      for (int64_t si = 0; si < g.s; ++si) rows[col_row(g, ci, ri, si, cb)] = L.tap(g, ci, ri, si);
+  // Stride 1 without padding: the phase plane is x_n itself.
+  const bool direct = g.stride == 1 && g.pad == 0;
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < g.n; ++n) {
+    const float* xn = x + n * g.c * g.h * g.w;
+    const float* xp = xn;
+    if (!direct) {
+      float* buf = scratch<float>(size_t(L.size(g.c)), 0);
+      fill_phases(xn, g, L, buf);
+      xp = buf;
+    }
+    float* out = scratch<float>(size_t(g.k * span), 1);
+    sgemm(g.k, span, crs, wa, crs, 1, xp, 0, out, span, false, kc, rows.data());
+    float* yn = y + n * g.k * pq;
+    for (int64_t k = 0; k < g.k; ++k)
+      for (int64_t pi = 0; pi < g.p; ++pi)
+        std::memcpy(yn + k * pq + pi * g.q, out + k * span + pi * L.wph, sizeof(float) * g.q);
+  }
+}
+#endif
+
 // f32 forward sums each output as PyTorch 1.13's CPU (oneDNN) f32 convolution does, so float
 // rounding matches it bit for bit (a ReLU mask decided by the last bit changes the gradient by
 // a whole element; the golden traces are PyTorch f32 runs): per block of 16 input channels one
@@ -165,17 +254,13 @@ void forward_impl(const Tensor& xt, const Tensor& wt, Tensor& yt, const ConvGeom
               wp[k * crs + col_row(g, ci, ri, si, cb)] = w[k * crs + (ci * g.r + ri) * g.s + si];
       wa = wp.data();
     }
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < g.n; ++n) {
-      const float* xn = x + n * g.c * g.h * g.w;
-      const float* col = xn;
-      if (!g.pointwise()) {
-        float* buf = scratch<float>(size_t(crs * pq), 0);
-        im2col(xn, g, buf, cb);
-        col = buf;
-      }
-      sgemm(g.k, pq, crs, wa, crs, 1, col, pq, y + n * g.k * pq, pq, false, kc);
+    if (!g.pointwise()) {
+      forward_shifted(x, wa, y, g, cb, kc);
+      return;
     }
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < g.n; ++n)
+      sgemm(g.k, pq, crs, wa, crs, 1, x + n * g.c * g.h * g.w, pq, y + n * g.k * pq, pq, false, kc);
     return;
   }
 #endif

@@ -1,0 +1,103 @@
+// The f32 CPU conv forward sums every output in the order of PyTorch 1.13's CPU (oneDNN) f32
+// convolution, so its rounding matches the golden traces bit for bit: per block of 16 input
+// channels one FMA chain over (r, s, c), the block sums added in channel order; a 1x1 conv is one
+// chain over c. This test writes that order as plain scalar loops and requires identical bits
+// from the kernel on shapes that take each of its paths (padded, unpadded, strided, 1x1, channel
+// counts that leave a partial block, outputs wider than one GEMM panel).
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "engine/cpu/sgemm_kernel.h"
+#include "op_test.h"
+
+using namespace mq;
+using namespace mq::test;
+
+namespace {
+
+struct OrderCase {
+  int64_t n, c, h, w, k, r, s, stride, pad;
+};
+
+// y[n, k, p, q] summed as oneDNN does (see the file comment).
+std::vector<float> onednn_order_conv(const std::vector<float>& x, const std::vector<float>& w,
+                                     const OrderCase& g, int64_t p, int64_t q) {
+  constexpr int64_t kBlock = 16;
+  const bool blocked = g.r * g.s > 1;
+  const int64_t block = blocked ? kBlock : g.c;
+  std::vector<float> y(size_t(g.n * g.k * p * q));
+  for (int64_t ni = 0; ni < g.n; ++ni)
+    for (int64_t ki = 0; ki < g.k; ++ki)
+      for (int64_t pi = 0; pi < p; ++pi)
+        for (int64_t qi = 0; qi < q; ++qi) {
+          float total = 0.f;
+          for (int64_t c0 = 0; c0 < g.c; c0 += block) {
+            float acc = 0.f;
+            for (int64_t ri = 0; ri < g.r; ++ri)
+              for (int64_t si = 0; si < g.s; ++si)
+                for (int64_t ci = c0; ci < std::min(g.c, c0 + block); ++ci) {
+                  const int64_t ih = pi * g.stride - g.pad + ri, iw = qi * g.stride - g.pad + si;
+                  const bool inside = ih >= 0 && ih < g.h && iw >= 0 && iw < g.w;
+                  const float xv = inside ? x[size_t(((ni * g.c + ci) * g.h + ih) * g.w + iw)] : 0.f;
+                  acc = std::fma(w[size_t(((ki * g.c + ci) * g.r + ri) * g.s + si)], xv, acc);
+                }
+            total = c0 == 0 ? acc : total + acc;
+          }
+          y[size_t(((ni * g.k + ki) * p + pi) * q + qi)] = total;
+        }
+  return y;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d f32 forward sums in oneDNN's order, bit for bit", "[nn]") {
+#if !MQ_HAVE_SGEMM_KERNEL
+  SKIP("built without AVX-512: the f32 conv runs Eigen's GEMM, which sums in its own order");
+#endif
+  const std::vector<OrderCase> cases = {
+      // n  c   h   w   k  r  s  stride pad
+      {2, 3, 32, 32, 16, 3, 3, 1, 1},   // ResNet's first conv
+      {2, 16, 16, 16, 16, 3, 3, 1, 1},  // one full channel block
+      {2, 20, 9, 11, 7, 3, 3, 1, 1},    // a partial second block, non-square
+      {1, 40, 8, 8, 13, 3, 3, 1, 1},    // three blocks, K not a multiple of the micro tile
+      {2, 16, 32, 32, 32, 3, 3, 2, 1},  // stride 2 (ResNet's downsampling 3x3)
+      {2, 17, 15, 13, 5, 3, 3, 2, 1},   // stride 2, odd sizes, partial block
+      {2, 6, 10, 10, 4, 3, 3, 1, 0},    // stride 1 unpadded: x itself as the phase plane
+      {1, 5, 12, 12, 3, 5, 5, 1, 2},    // 5x5, pad 2
+      {2, 8, 14, 14, 4, 3, 2, 3, 1},    // stride 3, non-square kernel
+      {2, 4, 9, 9, 3, 2, 2, 3, 0},      // kernel smaller than the stride
+      {2, 24, 8, 8, 10, 1, 1, 1, 0},    // 1x1: x itself, one chain over c
+      {2, 24, 8, 8, 10, 1, 1, 2, 0},    // 1x1 stride 2 (ResNet's shortcut)
+      {1, 12, 6, 6, 5, 1, 1, 1, 1},     // 1x1 with padding
+  };
+  for (const auto& g : cases) {
+    Tensor x = randn({g.n, g.c, g.h, g.w}, 41, DType::f32);
+    Tensor w = randn({g.k, g.c, g.r, g.s}, 42, DType::f32, 0.2);
+    Tensor y = conv2d(x, w, {g.stride, g.pad});
+    const int64_t p = y.size(2), q = y.size(3);
+    std::vector<float> xs(x.data<float>(), x.data<float>() + x.numel());
+    std::vector<float> ws(w.data<float>(), w.data<float>() + w.numel());
+    const std::vector<float> want = onednn_order_conv(xs, ws, g, p, q);
+    const std::string name = "conv n" + std::to_string(g.n) + " c" + std::to_string(g.c) + " " +
+                             std::to_string(g.h) + "x" + std::to_string(g.w) + " k" +
+                             std::to_string(g.k) + " " + std::to_string(g.r) + "x" +
+                             std::to_string(g.s) + " stride " + std::to_string(g.stride) +
+                             " pad " + std::to_string(g.pad);
+    INFO(name);
+    REQUIRE(y.numel() == static_cast<int64_t>(want.size()));
+    int64_t mismatches = 0, first = -1;
+    for (int64_t i = 0; i < y.numel(); ++i)
+      if (std::memcmp(y.data<float>() + i, &want[size_t(i)], sizeof(float)) != 0) {
+        if (first < 0) first = i;
+        ++mismatches;
+      }
+    char detail[128] = "";
+    if (first >= 0)
+      std::snprintf(detail, sizeof detail, "first differing element %lld: got %.9g, want %.9g",
+                    static_cast<long long>(first), y.data<float>()[first], want[size_t(first)]);
+    INFO(detail);
+    CHECK(mismatches == 0);
+  }
+}
