@@ -19,7 +19,16 @@ Tensor record(Tensor out, const char* name, std::initializer_list<Tensor> inputs
   if (!needs_grad(inputs)) return out;
   auto node = std::make_shared<Node>();
   node->name = name;
-  node->inputs.assign(inputs.begin(), inputs.end());
+  node->inputs.reserve(inputs.size());
+  for (const Tensor& in : inputs) {
+    Edge e;
+    if (in.defined() && in.requires_grad()) {
+      e.shape = in.shape();
+      if (in.grad_fn()) e.fn = in.grad_fn();
+      else e.leaf = in.impl_ptr();
+    }
+    node->inputs.push_back(std::move(e));
+  }
   node->backward = std::move(backward);
   out.impl().grad_fn = std::move(node);
   out.impl().requires_grad = true;
@@ -47,62 +56,69 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
   check_same_shape(seed, root, "backward");
   NoGradGuard no_grad;  // gradient arithmetic records no history
 
-  // Iterative DFS post-order over tensors that carry history -> topological order.
-  std::vector<TensorImpl*> order;
-  std::unordered_set<TensorImpl*> visited;
-  std::vector<std::pair<TensorImpl*, size_t>> stack;
-  stack.emplace_back(&root.impl(), 0);
-  visited.insert(&root.impl());
+  if (!root.grad_fn()) {  // a leaf
+    accumulate_grad(root.impl(), seed);
+    return;
+  }
+
+  // Iterative DFS post-order over the nodes -> topological order.
+  std::vector<Node*> order;
+  std::unordered_set<Node*> visited;
+  std::vector<std::pair<Node*, size_t>> stack;
+  stack.emplace_back(root.grad_fn().get(), 0);
+  visited.insert(root.grad_fn().get());
   while (!stack.empty()) {
-    auto& [impl, next] = stack.back();
-    Node* node = impl->grad_fn.get();
-    if (node && next < node->inputs.size()) {
-      const Tensor& in = node->inputs[next++];
-      if (in.defined() && in.requires_grad() && visited.insert(&in.impl()).second)
-        stack.emplace_back(&in.impl(), 0);
+    auto& [node, next] = stack.back();
+    if (next < node->inputs.size()) {
+      Node* in = node->inputs[next++].fn.get();
+      if (in && visited.insert(in).second) stack.emplace_back(in, 0);
       continue;
     }
-    order.push_back(impl);
+    order.push_back(node);
     stack.pop_back();
   }
 
-  std::unordered_map<TensorImpl*, Tensor> grads;
-  grads[&root.impl()] = seed;
+  // Gradients flowing into each node's output, and into each leaf, summed in arrival order.
+  std::unordered_map<Node*, Tensor> grads;
+  std::unordered_map<TensorImpl*, Tensor> leaf_grads;
+  std::vector<TensorImpl*> leaves;  // in order of first arrival
+  grads[root.grad_fn().get()] = seed;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    TensorImpl* impl = *it;
-    auto found = grads.find(impl);
+    Node& node = **it;
+    auto found = grads.find(&node);
     if (found == grads.end()) continue;
     Tensor g = std::move(found->second);
     grads.erase(found);
-    if (!impl->grad_fn) {
-      accumulate_grad(*impl, g);
-      continue;
-    }
-    if (impl->retains_grad) accumulate_grad(*impl, g);
-    Node& node = *impl->grad_fn;
+    if (auto kept = node.retained.lock()) accumulate_grad(*kept, g);
     std::vector<Tensor> in_grads = node.backward(g);
     MQ_CHECK(in_grads.size() == node.inputs.size(),
              "internal: backward of '{}' returned {} gradients for {} inputs", node.name,
              in_grads.size(), node.inputs.size());
     for (size_t i = 0; i < in_grads.size(); ++i) {
-      const Tensor& in = node.inputs[i];
-      if (!in.defined() || !in.requires_grad() || !in_grads[i].defined()) continue;
-      MQ_CHECK(in_grads[i].shape() == in.shape(),
-               "internal: backward of '{}' gave gradient {} for input {}", node.name,
-               in_grads[i].describe(), in.describe());
-      auto [slot, inserted] = grads.try_emplace(&in.impl(), in_grads[i]);
-      if (!inserted) slot->second = add(slot->second, in_grads[i]);
+      const Edge& in = node.inputs[i];
+      if (!in.defined() || !in_grads[i].defined()) continue;
+      if (in.leaf && !in.leaf->requires_grad) continue;
+      MQ_CHECK(in_grads[i].shape() == in.shape,
+               "internal: backward of '{}' gave gradient {} for input of shape {}", node.name,
+               in_grads[i].describe(), shape_str(in.shape));
+      if (in.fn) {
+        auto [slot, inserted] = grads.try_emplace(in.fn.get(), in_grads[i]);
+        if (!inserted) slot->second = add(slot->second, in_grads[i]);
+      } else {
+        auto [slot, inserted] = leaf_grads.try_emplace(in.leaf.get(), in_grads[i]);
+        if (inserted) leaves.push_back(in.leaf.get());
+        else slot->second = add(slot->second, in_grads[i]);
+      }
     }
   }
+  for (TensorImpl* leaf : leaves) accumulate_grad(*leaf, leaf_grads[leaf]);
   if (!retain_graph) {
-    // Free saved tensors and upstream handles; the node stays so the tensor keeps its
+    // Free saved tensors and upstream edges; the node stays so the tensor keeps its
     // non-leaf identity, and a second backward through it is reported.
-    for (TensorImpl* impl : order) {
-      if (!impl->grad_fn) continue;
-      Node& node = *impl->grad_fn;
-      std::string name = node.name;
-      node.inputs.clear();
-      node.backward = [name](const Tensor&) -> std::vector<Tensor> {
+    for (Node* node : order) {
+      std::string name = node->name;
+      node->inputs.clear();
+      node->backward = [name](const Tensor&) -> std::vector<Tensor> {
         fail("backward through '{}' a second time: its graph was released; pass "
              "retain_graph=true to the first backward()", name);
       };

@@ -12,10 +12,23 @@
 
 namespace mq {
 
+// Where an input's gradient goes: the node that produced it (an intermediate), or the leaf
+// tensor itself. An edge never holds an intermediate's data: the graph keeps what the backward
+// functions saved and nothing more, so an activation no backward needs is freed as soon as the
+// forward drops it.
+struct Edge {
+  std::shared_ptr<Node> fn;           // intermediate input: its grad_fn
+  std::shared_ptr<TensorImpl> leaf;   // leaf input that requires grad (a parameter)
+  Shape shape;                        // the input's shape, to check the gradient
+  bool defined() const { return fn || leaf; }
+};
+
 struct Node {
   std::string name;
-  std::vector<Tensor> inputs;  // handles keep the upstream graph alive until backward
+  std::vector<Edge> inputs;  // one per op input; empty edges take no gradient
   std::function<std::vector<Tensor>(const Tensor& grad_out)> backward;
+  // The output tensor, once retain_grad() was called on it: its gradient is kept in .grad.
+  std::weak_ptr<TensorImpl> retained;
 };
 
 // True when an op on these inputs must record history.

@@ -102,10 +102,14 @@ Tensor neg(const Tensor& a) {
                 [](const Tensor& g) { return std::vector<Tensor>{neg(g)}; });
 }
 
+// The backward keeps the output, not the input (y > 0 exactly where x > 0, NaN included): the
+// input, typically a batch norm's output, is then freed at once, one activation fewer per
+// conv-BN-ReLU held for the backward.
 Tensor relu(const Tensor& a) {
-  Tensor x = a.detach();
-  return record(unary(UnaryOp::relu, a, "relu"), "relu", {a}, [x](const Tensor& g) {
-    return std::vector<Tensor>{binary(BinaryOp::relu_grad, g, x, "relu_backward")};
+  Tensor y = unary(UnaryOp::relu, a, "relu");
+  Tensor saved = y.detach();
+  return record(y, "relu", {a}, [saved](const Tensor& g) {
+    return std::vector<Tensor>{binary(BinaryOp::relu_grad, g, saved, "relu_backward")};
   });
 }
 

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <climits>
+#include <cstdint>
 #include <cstdlib>
 #include <malloc.h>
 #include <mutex>
@@ -27,6 +28,16 @@ void keep_freed_memory() {
   });
 }
 
+// 64-byte alignment by hand: malloc a block 64 bytes longer and start the data at its first
+// 64-byte boundary. aligned_alloc over-asks internally and hands back a chunk trimmed to the
+// size, which a later request of the same size no longer fits, so every step's activations
+// went to the heap's top and the heap grew to 2.6x the live tensors (ResNet20, batch 128).
+// A freed block of this padded size serves the next request of the same size exactly.
+size_t padded_size(size_t bytes) { return (bytes + 63) / 64 * 64 + 64; }
+void* align64(void* block) {
+  return reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(block) + 63) / 64 * 64);
+}
+
 void note_cpu_alloc(size_t bytes) {
   size_t now = g_cpu_current.fetch_add(bytes) + bytes;
   size_t peak = g_cpu_peak.load();
@@ -39,9 +50,9 @@ Storage::Storage(size_t nbytes, Device dev) : bytes(nbytes), device(dev) {
   if (bytes == 0) return;
   if (dev.is_cpu()) {
     keep_freed_memory();
-    size_t rounded = (bytes + 63) / 64 * 64;
-    data = std::aligned_alloc(64, rounded);
-    if (!data) fail("out of CPU memory allocating {} bytes", bytes);
+    block = std::malloc(padded_size(bytes));
+    if (!block) fail("out of CPU memory allocating {} bytes", bytes);
+    data = align64(block);
     note_cpu_alloc(bytes);
   } else {
     data = cuda::device_alloc(bytes, dev.index);
@@ -51,7 +62,7 @@ Storage::Storage(size_t nbytes, Device dev) : bytes(nbytes), device(dev) {
 Storage::~Storage() {
   if (!data) return;
   if (device.is_cpu()) {
-    std::free(data);
+    std::free(block);
     g_cpu_current.fetch_sub(bytes);
   } else {
     cuda::device_free(data, bytes, device.index);

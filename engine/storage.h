@@ -12,6 +12,7 @@ struct Storage {
   void* data = nullptr;
   size_t bytes = 0;
   Device device;
+  void* block = nullptr;  // CPU: what malloc returned (data is the 64-byte aligned point in it)
 
   Storage(size_t bytes, Device device);
   ~Storage();

@@ -210,7 +210,8 @@ void Tensor::set_grad(const Tensor& g) {
 
 void Tensor::retain_grad() {
   MQ_CHECK(requires_grad(), "retain_grad() on a tensor that does not require grad");
-  impl().retains_grad = true;
+  // A leaf keeps its gradient anyway; an intermediate's node hands it back (autograd.h).
+  if (impl().grad_fn) impl().grad_fn->retained = impl_;
 }
 
 void Tensor::backward(const Tensor& grad, bool retain_graph) const {

@@ -23,7 +23,6 @@ struct TensorImpl {
   Shape shape;
   DType dtype = DType::f32;
   bool requires_grad = false;
-  bool retains_grad = false;
   std::shared_ptr<TensorImpl> grad;
   std::shared_ptr<Node> grad_fn;
 };

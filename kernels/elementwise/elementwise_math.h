@@ -34,7 +34,7 @@ MQ_HD inline T apply_binary(BinaryOp op, T a, T b) {
     case BinaryOp::add: return a + b;
     case BinaryOp::sub: return a - b;
     case BinaryOp::mul: return a * b;
-    case BinaryOp::relu_grad: return b > T(0) ? a : T(0);     // b = forward input
+    case BinaryOp::relu_grad: return b > T(0) ? a : T(0);     // b = forward output (or input)
     case BinaryOp::tanh_grad: return a * (T(1) - b * b);      // b = forward output
     case BinaryOp::abs_grad: return a * sign_of(b);           // b = forward input
   }
