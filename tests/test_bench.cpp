@@ -113,7 +113,7 @@ TEST_CASE("the mqbench tool writes its table and JSON and rejects bad flags", "[
            {"--bits 0-2", "--bits"},
            {"--sizes 12q", "--sizes"},
            {"--op sideways", "--op"},
-           {"--quantizer dorefa,bwn", "unknown quantizer"},
+           {"--quantizer dorefa,bwn", "--quantizer: 'dorefa,bwn' is not one of"},
            {"--weight-std -1", "--weight-std"},
            {"--device tpu", "tpu"},
            {"--json /nonexistent-mq-dir/x.json --sizes 1K", "--json"}}) {

@@ -373,11 +373,13 @@ TEST_CASE("CPU dorefa kernels give tanh_f32's bits whichever tanh path a chunk t
           "[quantize]") {
   // Weights of a trained net (|w| < 0.5: the polynomial path) with large ones planted in a few
   // chunks (the full tanh there), checked bit for bit against the element formulas with the
-  // full tanh_f32, at 1 and 2 threads (40003 elements: split over threads, odd tail).
-  const int64_t n = 40003;
+  // full tanh_f32, at 1 and 2 threads (300007 elements: split over threads, each thread's
+  // segment in several blocks run back to front, odd tail).
+  const int64_t n = 300007;
   std::vector<float> w = randn({n}, 11, DType::f32, 0.1).to_vector<float>();
   std::vector<float> g = randn({n}, 12, DType::f32, 1.0).to_vector<float>();
-  for (int64_t i : {int64_t(700), int64_t(2050), int64_t(39999)}) w[i] = i == 2050 ? -4.f : 0.7f;
+  for (int64_t i : {int64_t(700), int64_t(2050), int64_t(200001), int64_t(299999)})
+    w[i] = i == 2050 ? -4.f : 0.7f;
   float max_abs = 0;
   for (float x : w) max_abs = std::max(max_abs, std::fabs(x));
   const float m = kernels::dorefa_scale_from_max(max_abs);
@@ -414,9 +416,19 @@ TEST_CASE("CPU dorefa kernels give tanh_f32's bits whichever tanh path a chunk t
 }
 
 TEST_CASE("CPU ternary gives the same bits at any thread count", "[quantize]") {
-  // Its three passes hand out chunks dynamically and combine per-chunk sums in chunk order.
+  // Its three passes split fixed chunks over the threads (the middle pass back to front) and
+  // combine per-chunk sums in chunk order.
   const int64_t n = 200003;
   const std::vector<float> w = randn({n}, 21, DType::f32, 0.1).to_vector<float>();
+  // The plain formula in double: delta = 0.7 mean|W| (rounded to float as the kernel does),
+  // a = mean of |W| over |W| > delta.
+  double sum_abs = 0;
+  for (float x : w) sum_abs += std::fabs(x);
+  const float delta = kernels::ternary_threshold(static_cast<float>(sum_abs / double(n)));
+  double sum_above = 0, count_above = 0;
+  for (float x : w)
+    if (std::fabs(x) > delta) sum_above += std::fabs(x), count_above += 1;
+  const double a = sum_above / count_above;
   const int saved = omp_get_max_threads();
   std::vector<float> first;
   float first_scale = 0;
@@ -428,6 +440,9 @@ TEST_CASE("CPU ternary gives the same bits at any thread count", "[quantize]") {
                                          wh.data(), &scale);
     if (first.empty()) first = wh, first_scale = scale;
     INFO("threads " << threads);
+    REQUIRE(std::fabs(scale - a) <= 1e-6 * a);
+    for (int64_t i = 0; i < n; ++i)
+      REQUIRE(wh[i] == (std::fabs(w[i]) > delta ? (w[i] > 0 ? scale : -scale) : 0.f));
     REQUIRE(scale == first_scale);
     REQUIRE(wh == first);
   }

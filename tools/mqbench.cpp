@@ -39,8 +39,11 @@ int main(int argc, char** argv) {
     if (quantizer == "all")
       cfg.quantizers = {mq::Quantizer::dorefa, mq::Quantizer::bwn, mq::Quantizer::bwn_f,
                         mq::Quantizer::ternary};
-    else
+    else if (quantizer == "dorefa" || quantizer == "bwn" || quantizer == "bwn-f" ||
+             quantizer == "ternary")
       cfg.quantizers = {mq::parse_quantizer(quantizer)};
+    else
+      mq::fail("--quantizer: '{}' is not one of dorefa, bwn, bwn-f, ternary, all", quantizer);
     cfg.bits = mq::bench::parse_int_list(bits, 1, 8, "--bits");
     if (op == "all") cfg.ops = {mq::bench::QuantOp::forward, mq::bench::QuantOp::backward,
                                mq::bench::QuantOp::calibration};

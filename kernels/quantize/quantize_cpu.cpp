@@ -188,7 +188,8 @@ std::vector<double> channel_sums(const T* w, int64_t n, int64_t channels, F&& f)
 
 // dorefa's two passes in one parallel region (a fork and join cost about a tenth of a 1M pass):
 // each thread's max|w| over its segment; after a barrier every thread takes the max of all of
-// them (exact in any order) and runs body(max_abs, m, b, e) over its segment. Returns max_abs.
+// them (exact in any order) and runs body(max_abs, m, b, e) over blocks of its segment. Returns
+// max_abs.
 template <class T, class Body>
 T dorefa_passes(const T* w, int64_t n, Body&& body) {
   const int nt = cpu_threads_for(n);
@@ -205,7 +206,11 @@ T dorefa_passes(const T* w, int64_t n, Body&& body) {
     part[omp_get_thread_num()] = range_max_abs(w, lo, hi);
 #pragma omp barrier
     const T max_abs = max_of_parts(omp_get_num_threads());
-    body(max_abs, dorefa_scale_from_max(max_abs), lo, hi);
+    const T m = dorefa_scale_from_max(max_abs);
+    // Back to front in blocks, so the pass starts on the part of the segment the max pass left
+    // in this core's L2.
+    constexpr int64_t kBlock = 1 << 16;
+    for (int64_t e = hi; e > lo; e -= kBlock) body(max_abs, m, std::max(lo, e - kBlock), e);
   }
   return *std::max_element(part.begin(), part.end());
 }
@@ -294,19 +299,24 @@ void ternary_forward(const T* w, int64_t n, T* w_tilde, T* w_hat, T* scale) {
     return s;
   };
   T delta = 0, a = 0;
+  auto end_of = [&](int64_t k) { return std::min(n, (k + 1) * kChunk); };
 #pragma omp parallel num_threads(cpu_threads_for(n))
   {
-#pragma omp for schedule(static)
-    for (int64_t k = 0; k < chunks; ++k) part_abs[k] = abs_sum(k * kChunk, std::min(n, (k + 1) * kChunk));
+    // This thread's chunks [k0, k1), the same in every pass. The middle pass runs them back to
+    // front, so it starts on the chunks the first pass left in this core's L2, and the last
+    // pass, front to back again, on those the middle one left.
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t k0 = chunks * t / nt, k1 = chunks * (t + 1) / nt;
+    for (int64_t k = k0; k < k1; ++k) part_abs[k] = abs_sum(k * kChunk, end_of(k));
+#pragma omp barrier
 #pragma omp single
     delta = delta_of(in_order(part_abs));
-#pragma omp for schedule(static)
-    for (int64_t k = 0; k < chunks; ++k)
-      range_above(w, k * kChunk, std::min(n, (k + 1) * kChunk), delta, part_sum[k], part_count[k]);
+    for (int64_t k = k1 - 1; k >= k0; --k)
+      range_above(w, k * kChunk, end_of(k), delta, part_sum[k], part_count[k]);
+#pragma omp barrier
 #pragma omp single
     a = scale_of(in_order(part_sum), in_order(part_count));
-#pragma omp for schedule(static)
-    for (int64_t k = 0; k < chunks; ++k) write(k * kChunk, std::min(n, (k + 1) * kChunk), delta, a);
+    for (int64_t k = k0; k < k1; ++k) write(k * kChunk, end_of(k), delta, a);
   }
   scale[0] = a;
 }
