@@ -14,6 +14,20 @@ bool needs_grad(std::initializer_list<Tensor> inputs) {
   return false;
 }
 
+Node::~Node() {
+  std::vector<std::shared_ptr<Node>> pending;
+  for (Edge& e : inputs)
+    if (e.fn) pending.push_back(std::move(e.fn));
+  while (!pending.empty()) {
+    std::shared_ptr<Node> node = std::move(pending.back());
+    pending.pop_back();
+    // The last owner: take its edges before it goes, so its destructor finds none.
+    if (node.use_count() == 1)
+      for (Edge& e : node->inputs)
+        if (e.fn) pending.push_back(std::move(e.fn));
+  }
+}
+
 Tensor record(Tensor out, const char* name, std::initializer_list<Tensor> inputs,
               std::function<std::vector<Tensor>(const Tensor&)> backward) {
   if (!needs_grad(inputs)) return out;

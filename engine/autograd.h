@@ -29,6 +29,13 @@ struct Node {
   std::function<std::vector<Tensor>(const Tensor& grad_out)> backward;
   // The output tensor, once retain_grad() was called on it: its gradient is kept in .grad.
   std::weak_ptr<TensorImpl> retained;
+
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  // Releases the upstream chain iteratively: a graph of 100,000s of ops dropped without a
+  // backward would otherwise destroy one node inside the next and overflow the stack.
+  ~Node();
 };
 
 // True when an op on these inputs must record history.

@@ -100,3 +100,13 @@ TEST_CASE("CPU tensor memory is 64-byte aligned", "[tensor]") {
     REQUIRE(reinterpret_cast<uintptr_t>(t.data<float>()) % 64 == 0);
   }
 }
+
+TEST_CASE("a deep graph dropped without backward is freed without recursion", "[autograd]") {
+  Tensor x = Tensor::from_vector<double>({1}, {1}).set_requires_grad();
+  {
+    Tensor y = x;
+    for (int i = 0; i < 300000; ++i) y = add_scalar(y, 1e-6);
+    REQUIRE(y.requires_grad());
+  }  // the whole chain of nodes goes here
+  REQUIRE(x.grad_fn() == nullptr);
+}
