@@ -55,6 +55,18 @@ struct BatchNormParams {
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
                   Tensor& running_mean, Tensor& running_var, BatchNormParams params);
 
+// Eval-mode batch norm's parameters (weight and bias may be undefined: affine off).
+struct BatchNormEvalParams {
+  Tensor weight, bias, running_mean, running_var;
+  double eps = 1e-5;
+};
+// relu?(batch_norm_eval(conv2d(x, weight)) + residual?), residual undefined for none: a ResNet
+// block's conv-BN(-add)-ReLU at inference. On the CPU in f32 with nothing to differentiate, the
+// affine, the residual and the ReLU run inside the conv's copy of its output (no pass of their
+// own), rounded as the separate ops round them; otherwise it is those ops, autograd included.
+Tensor conv2d_bn_eval(const Tensor& x, const Tensor& weight, Conv2dParams conv,
+                      const BatchNormEvalParams& bn, const Tensor& residual, bool relu);
+
 // logits [N, C] float, labels [N] i64 or i32 -> mean cross-entropy (0-dim); stable log-softmax.
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels);
 

@@ -33,4 +33,7 @@ inline void check_operand(const Tensor& t, const Tensor& like, int64_t dim, cons
 
 inline Tensor empty_like(const Tensor& t) { return Tensor::empty(t.shape(), t.dtype(), t.device()); }
 
+// conv2d's argument checks; returns the uninitialized output [N, K, P, Q] (ops_conv.cpp).
+Tensor conv2d_output(const Tensor& x, const Tensor& weight, Conv2dParams p, const char* op);
+
 }  // namespace mq::nn_detail

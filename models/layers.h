@@ -80,6 +80,8 @@ class BatchNorm2d : public Module {
 
   void reset_parameters();  // weight 1, bias 0, running stats 0 / 1
   Tensor forward(const Tensor& x);
+  // What conv2d_bn_eval needs to apply this layer in eval mode.
+  BatchNormEvalParams eval_params() const { return {weight, bias, running_mean, running_var, eps}; }
 
   const int64_t channels;
   const double eps, momentum;

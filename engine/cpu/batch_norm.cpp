@@ -7,6 +7,7 @@
 #include "kernels/float_math.h"
 
 #include "engine/backend.h"
+#include "engine/cpu/bn_eval_affine.h"
 #include "engine/dispatch.h"
 
 #pragma GCC push_options
@@ -145,14 +146,8 @@ void forward_eval(const Tensor& xt, const Tensor& wt, const Tensor& bt, const Te
   const T* b = opt_data<T>(bt);
   const T* rm = rmt.data<T>();
   const T* rv = rvt.data<T>();
-  // As ATen: invstd = 1 / sqrt(running_var + T(eps)) in T, alpha = invstd * w,
-  // beta = bias - running_mean * alpha (fused).
   std::vector<T> scale(g.c), shift(g.c);
-  for (int64_t c = 0; c < g.c; ++c) {
-    const T invstd = T(1) / std::sqrt(rv[c] + T(eps));
-    scale[c] = invstd * (w ? w[c] : T(1));
-    shift[c] = kernels::fma_of(-rm[c], scale[c], b ? b[c] : T(0));
-  }
+  bn_eval_affine(w, b, rm, rv, eps, g.c, scale.data(), shift.data());
   apply_affine(xt.data<T>(), yt.data<T>(), g, scale.data(), shift.data());
 }
 

@@ -16,9 +16,11 @@
 #include <vector>
 
 #include "engine/backend.h"
+#include "engine/cpu/conv_epilogue.h"
 #include "engine/cpu/eigen_util.h"
 #include "engine/cpu/sgemm_kernel.h"
 #include "engine/dispatch.h"
+#include "kernels/float_math.h"
 
 namespace mq::cpu {
 namespace {
@@ -137,6 +139,38 @@ void conv_gemm(int64_t m, int64_t n, int64_t kd, const T* a, int64_t ars, int64_
   else C.noalias() = CMapMat<T>(a, kd, m).transpose() * B;
 }
 
+// One output row through the inference epilogue (conv_epilogue.h), rounded as the separate ops.
+template <bool Residual, bool Relu>
+void epilogue_row_impl(float* dst, const float* src, int64_t n, float a, float b,
+                       const float* res) {  // dst may be src
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    float v = kernels::fma_of(src[i], a, b);
+    if constexpr (Residual) v = v + res[i];
+    if constexpr (Relu) v = v > 0.f ? v : 0.f;
+    dst[i] = v;
+  }
+}
+inline void epilogue_row(float* dst, const float* src, int64_t n, float a, float b,
+                         const float* res, bool relu) {
+  if (res) relu ? epilogue_row_impl<true, true>(dst, src, n, a, b, res)
+                : epilogue_row_impl<true, false>(dst, src, n, a, b, res);
+  else relu ? epilogue_row_impl<false, true>(dst, src, n, a, b, res)
+            : epilogue_row_impl<false, false>(dst, src, n, a, b, res);
+}
+
+// The epilogue as its own pass over y, where the conv did not run it in its output copy.
+void apply_epilogue(float* y, const ConvGeom& g, const ConvEpilogue& e) {
+  const int64_t pq = g.pq();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t k = 0; k < g.k; ++k) {
+      float* row = y + (n * g.k + k) * pq;
+      epilogue_row(row, row, pq, e.scale[k], e.shift[k], e.residual ? e.residual + (row - y) : nullptr,
+                   e.relu);
+    }
+}
+
 #if MQ_HAVE_SGEMM_KERNEL
 // Phase planes of the zero-padded x_n for the stride-s forward: phase (a, b) holds the padded
 // input's rows a, a + s, ... and columns b, b + s, ... as a [C, hph, wph] block, phases in
@@ -216,7 +250,7 @@ void fill_phases(const float* x, const ConvGeom& g, const PhaseLayout& L, float*
 // copy of the input instead of writing and reading a CRS x PQ matrix. The wph - Q extra outputs
 // per row are dropped when the result is copied into y.
 void forward_shifted(const float* x, const float* wa, float* y, const ConvGeom& g, int64_t cb,
-                     int64_t kc) {
+                     int64_t kc, const ConvEpilogue* ep) {
   const PhaseLayout L = phase_layout(g);
   const int64_t crs = g.crs(), pq = g.pq();
   const int64_t span = (g.p - 1) * L.wph + g.q;  // the last output reads the buffer's last float
@@ -239,8 +273,16 @@ void forward_shifted(const float* x, const float* wa, float* y, const ConvGeom& 
     sgemm(g.k, span, crs, wa, crs, 1, xp, 0, out, span, false, kc, rows.data());
     float* yn = y + n * g.k * pq;
     for (int64_t k = 0; k < g.k; ++k)
-      for (int64_t pi = 0; pi < g.p; ++pi)
-        copy_row(yn + k * pq + pi * g.q, out + k * span + pi * L.wph, g.q);
+      for (int64_t pi = 0; pi < g.p; ++pi) {
+        float* dst = yn + k * pq + pi * g.q;
+        const float* src = out + k * span + pi * L.wph;
+        if (!ep) {
+          copy_row(dst, src, g.q);
+          continue;
+        }
+        const float* res = ep->residual ? ep->residual + (dst - y) : nullptr;
+        epilogue_row(dst, src, g.q, ep->scale[k], ep->shift[k], res, ep->relu);
+      }
   }
 }
 #endif
@@ -254,7 +296,8 @@ void forward_shifted(const float* x, const float* wa, float* y, const ConvGeom& 
 constexpr int64_t kFwdChannelBlock = 16;
 
 template <class T>
-void forward_impl(const Tensor& xt, const Tensor& wt, Tensor& yt, const ConvGeom& g) {
+void forward_impl(const Tensor& xt, const Tensor& wt, Tensor& yt, const ConvGeom& g,
+                  const ConvEpilogue* ep = nullptr) {
   const T* x = xt.data<T>();
   const T* w = wt.data<T>();
   T* y = yt.data<T>();
@@ -276,12 +319,13 @@ void forward_impl(const Tensor& xt, const Tensor& wt, Tensor& yt, const ConvGeom
       wa = wp.data();
     }
     if (!g.pointwise()) {
-      forward_shifted(x, wa, y, g, cb, kc);
+      forward_shifted(x, wa, y, g, cb, kc, ep);
       return;
     }
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < g.n; ++n)
       sgemm(g.k, pq, crs, wa, crs, 1, x + n * g.c * g.h * g.w, pq, y + n * g.k * pq, pq, false, kc);
+    if (ep) apply_epilogue(y, g, *ep);
     return;
   }
 #endif
@@ -295,6 +339,9 @@ void forward_impl(const Tensor& xt, const Tensor& wt, Tensor& yt, const ConvGeom
       col = buf;
     }
     conv_gemm<T>(g.k, pq, crs, w, crs, 1, col, y + n * g.k * pq);
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (ep) apply_epilogue(y, g, *ep);
   }
 }
 
@@ -369,6 +416,13 @@ void backward_weight_impl(const Tensor& gyt, const Tensor& xt, Tensor& gwt, cons
 void conv2d_forward(const Tensor& x, const Tensor& w, Tensor& y, Conv2dParams p) {
   ConvGeom g = geom_of(x, w, y, p);
   dispatch_floating(x.dtype(), "conv2d", [&](auto tag) { forward_impl<decltype(tag)>(x, w, y, g); });
+}
+
+void conv2d_forward_fused(const Tensor& x, const Tensor& w, Tensor& y, Conv2dParams p,
+                          const ConvEpilogue& e) {
+  MQ_CHECK(x.dtype() == DType::f32 && x.is_cpu(), "conv2d_forward_fused: f32 CPU tensors only, got {}",
+           x.describe());
+  forward_impl<float>(x, w, y, geom_of(x, w, y, p), &e);
 }
 
 void conv2d_backward_input(const Tensor& gy, const Tensor& w, Tensor& gx, Conv2dParams p) {

@@ -1,0 +1,68 @@
+// conv2d_bn_eval: a ResNet block's conv, eval-mode batch norm, residual add and ReLU in one op
+// for inference (engine/ops.h). The fused form exists on the CPU in f32 (engine/cpu/
+// conv_epilogue.h); everywhere else, and whenever a gradient is needed, it runs the separate ops.
+#include <vector>
+
+#include "engine/cpu/bn_eval_affine.h"
+#include "engine/cpu/conv_epilogue.h"
+#include "engine/ops_nn_common.h"
+
+namespace mq {
+
+namespace {
+Tensor composed(const Tensor& x, const Tensor& weight, Conv2dParams conv,
+                const BatchNormEvalParams& bn, const Tensor& residual, bool relu_after) {
+  Tensor running_mean = bn.running_mean, running_var = bn.running_var;  // eval: only read
+  Tensor y = batch_norm(conv2d(x, weight, conv), bn.weight, bn.bias, running_mean, running_var,
+                        BatchNormParams{false, 0.1, bn.eps});
+  if (residual.defined()) y = add(y, residual);
+  return relu_after ? relu(y) : y;
+}
+
+// A defined [channels] f32 CPU vector, contiguous (weight/bias may be undefined when optional).
+void check_channel_param(const Tensor& t, int64_t channels, const char* arg, bool optional) {
+  const char* op = "conv2d_bn_eval";
+  if (optional && !t.defined()) return;
+  check_defined(t, op, arg);
+  MQ_CHECK(t.dim() == 1 && t.size(0) == channels && t.dtype() == DType::f32 && t.is_cpu(),
+           "{}: batch norm {} {} must be an f32 CPU vector of {} elements (the conv's output "
+           "channels)",
+           op, arg, t.describe(), channels);
+}
+}  // namespace
+
+Tensor conv2d_bn_eval(const Tensor& x, const Tensor& weight, Conv2dParams conv,
+                      const BatchNormEvalParams& bn, const Tensor& residual, bool relu_after) {
+  const bool fusable = x.is_cpu() && x.dtype() == DType::f32 &&
+                       !needs_grad({x, weight, bn.weight, bn.bias, residual});
+  if (!fusable) return composed(x, weight, conv, bn, residual, relu_after);
+
+  Tensor y = nn_detail::conv2d_output(x, weight, conv, "conv2d_bn_eval");
+  const int64_t k = y.size(1);
+  check_channel_param(bn.weight, k, "weight", true);
+  check_channel_param(bn.bias, k, "bias", true);
+  check_channel_param(bn.running_mean, k, "running_mean", false);
+  check_channel_param(bn.running_var, k, "running_var", false);
+  MQ_CHECK(bn.eps > 0, "conv2d_bn_eval: batch norm eps must be > 0, got {}", bn.eps);
+  if (residual.defined()) {
+    check_same_device(residual, y, "conv2d_bn_eval");
+    check_same_dtype(residual, y, "conv2d_bn_eval");
+    MQ_CHECK(residual.shape() == y.shape(),
+             "conv2d_bn_eval: residual {} must have the conv's output shape {}",
+             residual.describe(), shape_str(y.shape()));
+  }
+  std::vector<float> scale(static_cast<size_t>(k)), shift(static_cast<size_t>(k));
+  cpu::bn_eval_affine(bn.weight.defined() ? bn.weight.data<float>() : nullptr,
+                      bn.bias.defined() ? bn.bias.data<float>() : nullptr,
+                      bn.running_mean.data<float>(), bn.running_var.data<float>(), bn.eps, k,
+                      scale.data(), shift.data());
+  cpu::ConvEpilogue ep;
+  ep.scale = scale.data();
+  ep.shift = shift.data();
+  ep.residual = residual.defined() ? residual.data<float>() : nullptr;
+  ep.relu = relu_after;
+  cpu::conv2d_forward_fused(x, weight, y, conv, ep);
+  return y;
+}
+
+}  // namespace mq
