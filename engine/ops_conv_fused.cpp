@@ -19,16 +19,6 @@ Tensor composed(const Tensor& x, const Tensor& weight, Conv2dParams conv,
   return relu_after ? relu(y) : y;
 }
 
-// A defined [channels] f32 CPU vector, contiguous (weight/bias may be undefined when optional).
-void check_channel_param(const Tensor& t, int64_t channels, const char* arg, bool optional) {
-  const char* op = "conv2d_bn_eval";
-  if (optional && !t.defined()) return;
-  check_defined(t, op, arg);
-  MQ_CHECK(t.dim() == 1 && t.size(0) == channels && t.dtype() == DType::f32 && t.is_cpu(),
-           "{}: batch norm {} {} must be an f32 CPU vector of {} elements (the conv's output "
-           "channels)",
-           op, arg, t.describe(), channels);
-}
 }  // namespace
 
 Tensor conv2d_bn_eval(const Tensor& x, const Tensor& weight, Conv2dParams conv,
@@ -39,10 +29,8 @@ Tensor conv2d_bn_eval(const Tensor& x, const Tensor& weight, Conv2dParams conv,
 
   Tensor y = nn_detail::conv2d_output(x, weight, conv, "conv2d_bn_eval");
   const int64_t k = y.size(1);
-  check_channel_param(bn.weight, k, "weight", true);
-  check_channel_param(bn.bias, k, "bias", true);
-  check_channel_param(bn.running_mean, k, "running_mean", false);
-  check_channel_param(bn.running_var, k, "running_var", false);
+  nn_detail::check_batch_norm_params(y, k, bn.weight, bn.bias, bn.running_mean, bn.running_var,
+                                     "conv2d_bn_eval");
   MQ_CHECK(bn.eps > 0, "conv2d_bn_eval: batch norm eps must be > 0, got {}", bn.eps);
   if (residual.defined()) {
     check_same_device(residual, y, "conv2d_bn_eval");

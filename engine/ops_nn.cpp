@@ -21,6 +21,22 @@ Tensor global_avg_pool(const Tensor& x) {
   });
 }
 
+void nn_detail::check_batch_norm_params(const Tensor& x, int64_t c, const Tensor& weight,
+                                        const Tensor& bias, const Tensor& running_mean,
+                                        const Tensor& running_var, const char* op) {
+  auto check_channel_vector = [&](const Tensor& t, const char* arg) {
+    check_operand(t, x, 1, op, arg);
+    MQ_CHECK(t.size(0) == c, "{}: {} {} must have {} elements (the channels of {})", op, arg,
+             t.describe(), c, x.describe());
+  };
+  if (weight.defined()) check_channel_vector(weight, "weight");
+  if (bias.defined()) check_channel_vector(bias, "bias");
+  MQ_CHECK(running_mean.defined() && running_var.defined(),
+           "{}: running_mean and running_var are required", op);
+  check_channel_vector(running_mean, "running_mean");
+  check_channel_vector(running_var, "running_var");
+}
+
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
                   Tensor& running_mean, Tensor& running_var, BatchNormParams p) {
   const char* op = "batch_norm";
@@ -28,17 +44,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
   MQ_CHECK(x.dim() == 2 || x.dim() == 4, "batch_norm: x must be [N, C] or [N, C, H, W], got {}",
            x.describe());
   const int64_t c = x.size(1);
-  auto check_channel_vector = [&](const Tensor& t, const char* arg) {
-    check_operand(t, x, 1, op, arg);
-    MQ_CHECK(t.size(0) == c, "batch_norm: {} {} must have {} elements (channels of x {})", arg,
-             t.describe(), c, x.describe());
-  };
-  if (weight.defined()) check_channel_vector(weight, "weight");
-  if (bias.defined()) check_channel_vector(bias, "bias");
-  MQ_CHECK(running_mean.defined() && running_var.defined(),
-           "batch_norm: running_mean and running_var are required");
-  check_channel_vector(running_mean, "running_mean");
-  check_channel_vector(running_var, "running_var");
+  nn_detail::check_batch_norm_params(x, c, weight, bias, running_mean, running_var, op);
   MQ_CHECK(p.eps > 0 && p.momentum >= 0 && p.momentum <= 1,
            "batch_norm: need eps > 0 and momentum in [0, 1], got eps {} momentum {}", p.eps,
            p.momentum);

@@ -33,6 +33,13 @@ inline void check_operand(const Tensor& t, const Tensor& like, int64_t dim, cons
 
 inline Tensor empty_like(const Tensor& t) { return Tensor::empty(t.shape(), t.dtype(), t.device()); }
 
+// batch norm's parameters for a tensor `x` it normalizes, of `channels` channels: weight and bias
+// undefined or [channels], running_mean and running_var [channels], all on x's device and dtype
+// (ops_nn.cpp).
+void check_batch_norm_params(const Tensor& x, int64_t channels, const Tensor& weight,
+                             const Tensor& bias, const Tensor& running_mean,
+                             const Tensor& running_var, const char* op);
+
 // conv2d's argument checks; returns the uninitialized output [N, K, P, Q] (ops_conv.cpp).
 Tensor conv2d_output(const Tensor& x, const Tensor& weight, Conv2dParams p, const char* op);
 

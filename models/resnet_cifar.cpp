@@ -15,25 +15,24 @@ BasicBlock::BasicBlock(int64_t in_planes, int64_t planes, int64_t stride, const 
 }
 
 namespace {
-// In eval mode each conv-BN(-add)-ReLU is one conv2d_bn_eval (the same values; on the CPU
-// without the batch norm, add and ReLU passes).
-Tensor conv_bn_eval(Conv2d& conv, const BatchNorm2d& bn, const Tensor& x, const Tensor& residual,
-                    bool relu) {
-  return conv2d_bn_eval(x, conv.effective_weight(), {conv.stride, conv.padding}, bn.eval_params(),
-                        residual, relu);
+// relu?(bn(conv(x)) + residual?), residual undefined for none. In training, the modules' own
+// forwards (the batch norm updates its running statistics); in eval mode one conv2d_bn_eval
+// (the same values; on the CPU without the batch norm, add and ReLU passes).
+Tensor conv_bn(Conv2d& conv, BatchNorm2d& bn, const Tensor& x, const Tensor& residual,
+               bool relu_after) {
+  if (!bn.is_training())
+    return conv2d_bn_eval(x, conv.effective_weight(), {conv.stride, conv.padding},
+                          bn.eval_params(), residual, relu_after);
+  Tensor y = bn.forward(conv.forward(x));
+  if (residual.defined()) y = add(y, residual);
+  return relu_after ? relu(y) : y;
 }
 }  // namespace
 
 Tensor BasicBlock::forward(const Tensor& x) {
-  if (!is_training()) {
-    Tensor out = conv_bn_eval(*conv1, *bn1, x, Tensor(), true);
-    Tensor shortcut = downsample ? conv_bn_eval(*down_conv, *down_bn, x, Tensor(), false) : x;
-    return conv_bn_eval(*conv2, *bn2, out, shortcut, true);
-  }
-  Tensor out = relu(bn1->forward(conv1->forward(x)));
-  out = bn2->forward(conv2->forward(out));
-  Tensor shortcut = downsample ? down_bn->forward(down_conv->forward(x)) : x;
-  return relu(add(out, shortcut));
+  Tensor out = conv_bn(*conv1, *bn1, x, Tensor(), true);
+  Tensor shortcut = downsample ? conv_bn(*down_conv, *down_bn, x, Tensor(), false) : x;
+  return conv_bn(*conv2, *bn2, out, shortcut, true);
 }
 
 ResNetCifar::ResNetCifar(int depth, int64_t classes, int64_t in_channels, uint64_t seed,
@@ -68,8 +67,7 @@ Sequential* ResNetCifar::make_stage(const std::string& name, int64_t& in_planes,
 Tensor ResNetCifar::forward(const Tensor& x) {
   MQ_CHECK(x.dim() == 4 && x.size(1) == conv1->in_channels,
            "ResNetCifar: expected input [N, {}, H, W], got {}", conv1->in_channels, x.describe());
-  Tensor out = is_training() ? relu(bn1->forward(conv1->forward(x)))
-                             : conv_bn_eval(*conv1, *bn1, x, Tensor(), true);
+  Tensor out = conv_bn(*conv1, *bn1, x, Tensor(), true);
   for (Sequential* stage : {layer1, layer2, layer3})
     for (auto& [name, block] : stage->children())
       out = static_cast<BasicBlock*>(block)->forward(out);

@@ -20,6 +20,7 @@
 #include "engine/cpu/eigen_util.h"
 #include "engine/cpu/sgemm_kernel.h"
 #include "engine/dispatch.h"
+#include "kernels/elementwise/elementwise_math.h"
 #include "kernels/float_math.h"
 
 namespace mq::cpu {
@@ -139,15 +140,18 @@ void conv_gemm(int64_t m, int64_t n, int64_t kd, const T* a, int64_t ars, int64_
   else C.noalias() = CMapMat<T>(a, kd, m).transpose() * B;
 }
 
-// One output row through the inference epilogue (conv_epilogue.h), rounded as the separate ops.
+// One output row through the inference epilogue (conv_epilogue.h): the batch norm's affine as
+// its op computes it (apply_affine in batch_norm.cpp), then the add and the ReLU of the
+// elementwise ops' own per-element math, so the bits are theirs.
 template <bool Residual, bool Relu>
 void epilogue_row_impl(float* dst, const float* src, int64_t n, float a, float b,
                        const float* res) {  // dst may be src
+  using kernels::apply_binary, kernels::apply_unary, kernels::BinaryOp, kernels::UnaryOp;
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     float v = kernels::fma_of(src[i], a, b);
-    if constexpr (Residual) v = v + res[i];
-    if constexpr (Relu) v = v > 0.f ? v : 0.f;
+    if constexpr (Residual) v = apply_binary(BinaryOp::add, v, res[i]);
+    if constexpr (Relu) v = apply_unary(UnaryOp::relu, v);
     dst[i] = v;
   }
 }
@@ -219,9 +223,8 @@ void fill_phases(const float* x, const ConvGeom& g, const PhaseLayout& L, float*
         float* plane = out + ((a * L.col_phases + b) * g.c + ci) * L.plane();
         const float* xc = x + ci * g.h * g.w;
         // Columns v whose input column v s + b - pad lies in [0, w): [v0, v1).
-        int64_t v0 = 0, v1 = L.wph;
-        while (v0 < v1 && v0 * st + b - g.pad < 0) ++v0;
-        while (v1 > v0 && (v1 - 1) * st + b - g.pad >= g.w) --v1;
+        int64_t v0, v1;
+        valid_range(L.wph, g.w, st, g.pad, b, v0, v1);
         for (int64_t u = 0; u < L.hph; ++u) {
           float* row = plane + u * L.wph;
           const int64_t ih = u * st + a - g.pad;
