@@ -54,7 +54,7 @@ std::vector<float> onednn_order_conv(const std::vector<float>& x, const std::vec
 
 TEST_CASE("conv2d f32 forward sums in oneDNN's order, bit for bit", "[nn]") {
 #if !MQ_HAVE_SGEMM_KERNEL
-  WARN("skipped: built without AVX-512, the f32 conv runs Eigen's GEMM, which sums in its own order");
+  WARN("skipped: built without AVX-512 or AVX2+FMA, the f32 conv runs Eigen's GEMM, which sums in its own order");
   return;
 #endif
   const std::vector<OrderCase> cases = {

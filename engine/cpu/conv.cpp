@@ -1,5 +1,6 @@
 // CPU convolution as GEMMs over columns on NCHW tensors, OpenMP over images, each GEMM
-// single-threaded inside its thread (the AVX-512 sgemm kernel for f32, Eigen otherwise).
+// single-threaded inside its thread (the sgemm kernel for f32 on AVX-512 or AVX2 machines,
+// Eigen otherwise).
 //
 // Per image n, with the columns col [C*R*S, P*Q] of x_n:
 //   forward          y_n [K, PQ]   = W [K, CRS] * col
@@ -124,7 +125,7 @@ void col2im(const T* col, const ConvGeom& g, T* gx) {
 }
 
 // C[M, N] = A[M, Kd] * B[Kd, N] with A(i, l) = a[i * ars + l * acs], B and C row-major.
-// f32 with AVX-512 runs the dedicated kernel; otherwise (f64, other CPUs) Eigen.
+// f32 with AVX-512 or AVX2 runs the dedicated kernel; otherwise (f64, other CPUs) Eigen.
 template <class T>
 void conv_gemm(int64_t m, int64_t n, int64_t kd, const T* a, int64_t ars, int64_t acs, const T* b,
                T* c) {
@@ -197,7 +198,9 @@ PhaseLayout phase_layout(const ConvGeom& g) {
 }
 
 // Short row copies (8 to 34 floats in ResNet's layers): masked AVX-512 moves instead of a
-// memcpy call per row, and a stride-2 gather that takes the even lanes of two vectors.
+// memcpy call per row, and a stride-2 gather that takes the even lanes of two vectors. Plain
+// loops elsewhere (a copy has no rounding: the bits are the same).
+#if defined(__AVX512F__)
 inline void copy_row(float* dst, const float* src, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
@@ -214,6 +217,15 @@ inline void copy_row_stride2(float* dst, const float* src, int64_t n) {
   }
   for (; i < n; ++i) dst[i] = src[2 * i];
 }
+#else
+inline void copy_row(float* dst, const float* src, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+}
+inline void copy_row_stride2(float* dst, const float* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = src[2 * i];
+}
+#endif
 
 void fill_phases(const float* x, const ConvGeom& g, const PhaseLayout& L, float* out) {
   const int64_t st = g.stride;

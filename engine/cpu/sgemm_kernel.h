@@ -7,11 +7,14 @@
 // Why not Eigen: conv GEMMs are skinny (M = 16..64 output channels) and Eigen packs both
 // operands on every call; here B is streamed in place (one 64-column panel stays in L1 while
 // every row block of A sweeps it) and A is broadcast element by element, 6 rows x 64 columns
-// of C held in 24 AVX-512 registers.
+// of C held in 24 AVX-512 registers (6 x 16 in 12 AVX2 registers).
 #include <algorithm>
 #include <cstdint>
 
-#if defined(__AVX512F__)
+// Every output sums its depth block as one FMA chain from zero, so the bits depend on the
+// blocking only, never on the vector width: AVX-512 and AVX2 machines give identical results
+// (the golden traces need PyTorch's oneDNN summation order on both).
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
 #define MQ_HAVE_SGEMM_KERNEL 1
 #else
@@ -23,31 +26,72 @@ namespace mq::cpu {
 #if MQ_HAVE_SGEMM_KERNEL
 namespace sgemm_detail {
 
-constexpr int kMr = 6;           // rows of C per micro tile
-constexpr int kNv = 4;           // 16-float vectors of C per micro tile row
-constexpr int64_t kKc = 192;     // depth block: keeps a B panel (kKc x 64 floats) in L1
+// One SIMD register of floats and the few operations the kernel needs; `Mask` selects the
+// first lanes of a partial vector.
+#if defined(__AVX512F__)
+struct Simd {
+  using V = __m512;
+  using Mask = __mmask16;
+  static constexpr int kLanes = 16;
+  static constexpr int kMr = 6;  // rows of C per micro tile: 6 x 4 accumulators of 32 registers
+  static constexpr int kNv = 4;  // vectors of C per micro tile row
+  static Mask mask(int n) { return n >= kLanes ? Mask(0xFFFF) : Mask((1u << n) - 1u); }
+  static V zero() { return _mm512_setzero_ps(); }
+  static V broadcast(float x) { return _mm512_set1_ps(x); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static V load(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
+  static void store(float* p, V v, Mask m) { _mm512_mask_storeu_ps(p, m, v); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+};
+#else
+struct Simd {
+  using V = __m256;
+  using Mask = __m256i;
+  static constexpr int kLanes = 8;
+  static constexpr int kMr = 6;  // 6 x 2 accumulators + 2 of B + 1 of A in 16 registers
+  static constexpr int kNv = 2;
+  static Mask mask(int n) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+  }
+  static V zero() { return _mm256_setzero_ps(); }
+  static V broadcast(float x) { return _mm256_set1_ps(x); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static V load(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
+  static void store(float* p, V v, Mask m) { _mm256_maskstore_ps(p, m, v); }
+  static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+};
+#endif
+
+constexpr int kLanes = Simd::kLanes;
+constexpr int kMr = Simd::kMr;
+constexpr int kNv = Simd::kNv;
+constexpr int64_t kKc = 192;  // depth block: keeps a B panel (kKc x kNv vectors) in L1
 
 template <int R, int V, bool RowTable>
 inline void micro(int64_t kd, const float* a, int64_t ars, int64_t acs, const float* b,
-                  int64_t ldb, const int64_t* b_rows, float* c, int64_t ldc, __mmask16 tail,
+                  int64_t ldb, const int64_t* b_rows, float* c, int64_t ldc, Simd::Mask tail,
                   bool accumulate) {
-  __m512 acc[R][V];
+  const Simd::Mask full = Simd::mask(kLanes);
+  Simd::V acc[R][V];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
+    for (int v = 0; v < V; ++v) acc[r][v] = Simd::zero();
   for (int64_t l = 0; l < kd; ++l) {
     const float* bl = RowTable ? b + b_rows[l] : b + l * ldb;
-    __m512 bv[V];
+    Simd::V bv[V];
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v)
-      bv[v] = v == V - 1 ? _mm512_maskz_loadu_ps(tail, bl + 16 * v) : _mm512_loadu_ps(bl + 16 * v);
+      bv[v] = v == V - 1 ? Simd::load(bl + kLanes * v, tail) : Simd::load(bl + kLanes * v);
     const float* al = a + l * acs;
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const __m512 ar = _mm512_set1_ps(al[r * ars]);
+      const Simd::V ar = Simd::broadcast(al[r * ars]);
 #pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
+      for (int v = 0; v < V; ++v) acc[r][v] = Simd::fmadd(ar, bv[v], acc[r][v]);
     }
   }
 #pragma GCC unroll 8
@@ -55,23 +99,27 @@ inline void micro(int64_t kd, const float* a, int64_t ars, int64_t acs, const fl
     float* cr = c + r * ldc;
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) {
-      const __mmask16 m = v == V - 1 ? tail : __mmask16(0xFFFF);
-      __m512 out = acc[r][v];
-      if (accumulate) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(m, cr + 16 * v));
-      _mm512_mask_storeu_ps(cr + 16 * v, m, out);
+      const Simd::Mask m = v == V - 1 ? tail : full;
+      Simd::V out = acc[r][v];
+      if (accumulate) out = Simd::add(out, Simd::load(cr + kLanes * v, m));
+      Simd::store(cr + kLanes * v, out, m);
     }
   }
 }
 
 using MicroFn = void (*)(int64_t, const float*, int64_t, int64_t, const float*, int64_t,
-                         const int64_t*, float*, int64_t, __mmask16, bool);
+                         const int64_t*, float*, int64_t, Simd::Mask, bool);
 
 template <int R, bool RowTable>
 constexpr MicroFn pick_v(int v) {
-  return v == 1   ? micro<R, 1, RowTable>
-         : v == 2 ? micro<R, 2, RowTable>
-         : v == 3 ? micro<R, 3, RowTable>
-                  : micro<R, 4, RowTable>;
+  if constexpr (kNv == 2) {
+    return v == 1 ? micro<R, 1, RowTable> : micro<R, 2, RowTable>;
+  } else {
+    return v == 1   ? micro<R, 1, RowTable>
+           : v == 2 ? micro<R, 2, RowTable>
+           : v == 3 ? micro<R, 3, RowTable>
+                    : micro<R, 4, RowTable>;
+  }
 }
 template <bool RowTable>
 MicroFn pick(int r, int v) {
@@ -104,11 +152,10 @@ inline void sgemm(int64_t m, int64_t n, int64_t kd, const float* a, int64_t ars,
     const bool acc = accumulate || k0 > 0;
     const float* bk = b_rows ? b : b + k0 * ldb;
     const int64_t* rows = b_rows ? b_rows + k0 : nullptr;
-    for (int64_t j0 = 0; j0 < n; j0 += 16 * kNv) {
-      const int64_t nj = std::min<int64_t>(16 * kNv, n - j0);
-      const int nv = int((nj + 15) / 16);
-      const int rem = int(nj - 16 * (nv - 1));
-      const __mmask16 tail = __mmask16((1u << rem) - 1u);
+    for (int64_t j0 = 0; j0 < n; j0 += kLanes * kNv) {
+      const int64_t nj = std::min<int64_t>(kLanes * kNv, n - j0);
+      const int nv = int((nj + kLanes - 1) / kLanes);
+      const Simd::Mask tail = Simd::mask(int(nj - kLanes * (nv - 1)));
       for (int64_t i0 = 0; i0 < m; i0 += kMr) {
         const int r = int(std::min<int64_t>(kMr, m - i0));
         (rows ? pick<true>(r, nv) : pick<false>(r, nv))(kc, a + i0 * ars + k0 * acs, ars, acs,
