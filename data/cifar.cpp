@@ -3,7 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "engine/error.h"
+#include "kernels/base/error.h"
 #include "engine/io/file.h"
 
 namespace fs = std::filesystem;

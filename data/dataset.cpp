@@ -1,6 +1,6 @@
 #include "data/dataset.h"
 
-#include "engine/error.h"
+#include "kernels/base/error.h"
 
 namespace mq {
 

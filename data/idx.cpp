@@ -7,7 +7,7 @@
 #include <fstream>
 #include <span>
 
-#include "engine/error.h"
+#include "kernels/base/error.h"
 #include "engine/io/file.h"
 
 namespace fs = std::filesystem;

@@ -5,7 +5,7 @@
 #include <tuple>
 
 #include "data/rng.h"
-#include "engine/error.h"
+#include "kernels/base/error.h"
 
 namespace mq {
 namespace {

@@ -5,7 +5,7 @@
 #include "data/cifar.h"
 #include "data/idx.h"
 #include "data/synthetic.h"
-#include "engine/error.h"
+#include "kernels/base/error.h"
 
 namespace mq {
 namespace {

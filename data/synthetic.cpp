@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "data/rng.h"
-#include "engine/error.h"
+#include "kernels/base/error.h"
 
 namespace mq {
 namespace {

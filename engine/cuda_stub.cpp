@@ -1,7 +1,7 @@
 // Used when mq is built without CUDA: every entry point of engine/cuda/cuda_api.h reports it.
 #if !MQ_WITH_CUDA
 #include "engine/cuda/cuda_api.h"
-#include "engine/error.h"
+#include "kernels/base/error.h"
 
 namespace mq::cuda {
 namespace {

@@ -1,7 +1,7 @@
 #include "engine/device.h"
 
 #include "engine/cuda/cuda_api.h"
-#include "engine/error.h"
+#include "kernels/base/error.h"
 
 namespace mq {
 

@@ -2,7 +2,7 @@
 
 #include <omp.h>
 
-#include "engine/error.h"
+#include "kernels/base/error.h"
 
 namespace mq {
 void set_num_threads(int n) {

@@ -8,7 +8,7 @@
 #include <mutex>
 
 #include "engine/cuda/cuda_api.h"
-#include "engine/error.h"
+#include "kernels/base/error.h"
 
 namespace mq {
 namespace {

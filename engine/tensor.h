@@ -8,7 +8,7 @@
 
 #include "engine/device.h"
 #include "engine/dtype.h"
-#include "engine/error.h"
+#include "kernels/base/error.h"
 #include "engine/shape.h"
 #include "engine/storage.h"
 

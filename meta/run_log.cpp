@@ -3,7 +3,7 @@
 #include <filesystem>
 #include <sstream>
 
-#include "engine/error.h"
+#include "kernels/base/error.h"
 
 namespace mq {
 namespace fs = std::filesystem;

@@ -1,4 +1,4 @@
-// The quantizer benchmark behind mqbench (kernels/bench): flag parsing, errors, a short CPU run
+// The quantizer benchmark behind mqbench (benchmarks/harness): flag parsing, errors, a short CPU run
 // whose rows, byte counts and JSON are checked, and the real mqbench tool's output and refusals.
 #include <omp.h>
 #include <sys/wait.h>
@@ -9,9 +9,9 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "engine/error.h"
+#include "kernels/base/error.h"
 #include "engine/io/file.h"
-#include "kernels/bench/quantize_bench.h"
+#include "benchmarks/harness/quantize_bench.h"
 
 using namespace mq;
 using kernels::Quantizer;

@@ -9,7 +9,7 @@
 #include "data/idx.h"
 #include "data/registry.h"
 #include "data/synthetic.h"
-#include "engine/error.h"
+#include "kernels/base/error.h"
 #include "test_data_util.h"
 
 using namespace mq;

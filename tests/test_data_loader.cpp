@@ -7,7 +7,7 @@
 #include "data/augment.h"
 #include "data/loader.h"
 #include "data/synthetic.h"
-#include "engine/error.h"
+#include "kernels/base/error.h"
 
 using namespace mq;
 

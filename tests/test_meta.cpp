@@ -228,7 +228,7 @@ double ulps(float got, double want) {
 }  // namespace
 
 TEST_CASE("float math: the vectorizable exp, tanh and sigmoid are within 1.5-3 ulp", "[meta]") {
-  // The LSTM cell loops use these (kernels/float_math.h) instead of libm's scalar calls; the
+  // The LSTM cell loops use these (kernels/base/float_math.h) instead of libm's scalar calls; the
   // bounds are what the approximations guarantee, checked on a dense sweep and at the branch
   // and clamp points.
   double worst_exp = 0, worst_tanh = 0, worst_sigmoid = 0;

@@ -6,8 +6,8 @@
 #include <iostream>
 
 #include "engine/device.h"
-#include "engine/error.h"
-#include "kernels/bench/quantize_bench.h"
+#include "kernels/base/error.h"
+#include "benchmarks/harness/quantize_bench.h"
 #include "models/quantize_op.h"
 
 int main(int argc, char** argv) {

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <type_traits>
 
-#include "kernels/float_math.h"
+#include "kernels/base/float_math.h"
 
 #include "engine/backend.h"
 #include "engine/cpu/bn_eval_affine.h"

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kernels/float_math.h"
+#include "kernels/base/float_math.h"
 
 namespace mq::cpu {
 

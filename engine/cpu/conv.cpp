@@ -18,11 +18,11 @@
 
 #include "engine/backend.h"
 #include "engine/cpu/conv_epilogue.h"
-#include "engine/cpu/eigen_util.h"
+#include "kernels/eigen_util.h"
 #include "engine/cpu/sgemm_kernel.h"
 #include "engine/dispatch.h"
 #include "kernels/elementwise/elementwise_math.h"
-#include "kernels/float_math.h"
+#include "kernels/base/float_math.h"
 
 namespace mq::cpu {
 namespace {

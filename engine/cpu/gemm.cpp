@@ -3,7 +3,7 @@
 #include <omp.h>
 
 #include "engine/backend.h"
-#include "engine/cpu/eigen_util.h"
+#include "kernels/eigen_util.h"
 #include "engine/dispatch.h"
 
 namespace mq::cpu {

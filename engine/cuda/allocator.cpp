@@ -1,6 +1,6 @@
 // The caching device allocator (see context.h for the policy).
 #include "engine/cuda/context.h"
-#include "engine/error.h"
+#include "kernels/base/error.h"
 
 namespace mq::cuda {
 

@@ -5,7 +5,7 @@
 #include <memory>
 #include <vector>
 
-#include "engine/error.h"
+#include "kernels/base/error.h"
 
 namespace mq::cuda {
 namespace {

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <unordered_map>
 
-#include "engine/error.h"
+#include "kernels/base/error.h"
 
 namespace mq::pickle {
 namespace {

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <limits>
 
-#include "engine/error.h"
+#include "kernels/base/error.h"
 
 namespace mq {
 namespace {

@@ -4,7 +4,7 @@
 
 #include "engine/dispatch.h"
 #include "engine/ops.h"
-#include "engine/optim/adam_math.h"
+#include "kernels/optim/adam_math.h"
 #include "kernels/optim/adam.h"
 
 namespace mq {

@@ -3,7 +3,7 @@
 // truth for the CPU loops (elementwise_cpu.cpp) and the CUDA kernels (elementwise.cu).
 #include <cmath>
 
-#include "kernels/common.h"
+#include "kernels/base/host_device.h"
 
 namespace mq::kernels {
 

@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "engine/cpu/eigen_util.h"
+#include "kernels/eigen_util.h"
 #include "kernels/meta/meta.h"
 
 namespace mq::kernels {

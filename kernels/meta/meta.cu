@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "kernels/cuda/cuda_check.h"
 #include "kernels/meta/meta.h"
 
 namespace mq::kernels {
@@ -15,12 +16,6 @@ constexpr int64_t kMaxBlocks = kMetaCudaMaxBlocks;
 
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 
-void check_launch(const char* what) {
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) {
-    meta_cuda_fail(what, cudaGetErrorString(e));
-  }
-}
 
 int64_t reduce_blocks(int64_t n, int64_t rows_per_block) {
   return std::max<int64_t>(1, std::min<int64_t>(kMaxBlocks, (n + rows_per_block - 1) / rows_per_block));
@@ -141,7 +136,7 @@ void meta_scaled_forward_cuda(const float* s, const float* u, const float* v, in
                               void* stream) {
   const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(65535, (n + kThreads - 1) / kThreads));
   scaled_forward<<<blocks, kThreads, 0, as_stream(stream)>>>(s, u, v, n, G);
-  check_launch("meta_scaled_forward");
+  MQ_CHECK_LAUNCH("meta_scaled_forward", stream);
 }
 
 void meta_scaled_backward_cuda(const float* dG, const float* u, const float* v, int64_t n,
@@ -149,10 +144,10 @@ void meta_scaled_backward_cuda(const float* dG, const float* u, const float* v, 
   const int64_t blocks = reduce_blocks(n, kThreads * 4);
   double* part = static_cast<double*>(workspace);
   scaled_backward_partial<<<blocks, kThreads, 0, as_stream(stream)>>>(dG, u, v, n, part);
-  check_launch("meta_scaled_backward");
+  MQ_CHECK_LAUNCH("meta_scaled_backward", stream);
   sum_partials<<<1, 32, 0, as_stream(stream)>>>(part, blocks, 1, ds, 1, nullptr, 0, nullptr, 0,
                                                 nullptr);
-  check_launch("meta_scaled_backward (sum)");
+  MQ_CHECK_LAUNCH("meta_scaled_backward (sum)", stream);
 }
 
 void meta_lstm_forward_cuda(const LstmParams<float>& p, const float* x, const float* g_hat,
@@ -162,7 +157,7 @@ void meta_lstm_forward_cuda(const LstmParams<float>& p, const float* x, const fl
   const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(65535, (n + rows_per_block - 1) / rows_per_block));
   lstm_forward<<<blocks, kThreads, 0, as_stream(stream)>>>(p, x, g_hat, r, c_prev, n, h_new,
                                                            c_new, G);
-  check_launch("meta_lstm_forward");
+  MQ_CHECK_LAUNCH("meta_lstm_forward", stream);
 }
 
 void meta_lstm_backward_cuda(const LstmParams<float>& p, const float* dG, const float* x,
@@ -175,11 +170,11 @@ void meta_lstm_backward_cuda(const LstmParams<float>& p, const float* dG, const 
   double* part = static_cast<double*>(workspace);
   lstm_backward_partial<<<blocks, threads, 0, as_stream(stream)>>>(p, dG, x, g_hat, r, c_prev, n,
                                                                    rpb, da, part);
-  check_launch("meta_lstm_backward");
+  MQ_CHECK_LAUNCH("meta_lstm_backward", stream);
   const int64_t width = 9 * h + 1;
   sum_partials<<<(width + 255) / 256, 256, 0, as_stream(stream)>>>(
       part, blocks, width, grads.w_ih, 4 * h, grads.b, 4 * h, grads.fc_w, h, grads.fc_b);
-  check_launch("meta_lstm_backward (sum)");
+  MQ_CHECK_LAUNCH("meta_lstm_backward (sum)", stream);
 }
 
 }  // namespace mq::kernels

@@ -58,9 +58,6 @@ void meta_lstm_backward_fused_cpu(const LstmParams<T>& p, const T* dG, const T* 
                                   const T* x, const T* h_prev, const T* h_new, const T* K,
                                   int64_t n, const LstmGrads<T>& grads, T* w_hh_grad);
 
-// Throws mq::Error for a failed CUDA launch (keeps fmt out of the .cu).
-[[noreturn]] void meta_cuda_fail(const char* what, const char* detail);
-
 // ---- CUDA (f32), asynchronous on `stream` (a cudaStream_t) ----
 // Backward reductions use a fixed block partition (deterministic); `workspace` is device memory
 // of meta_*_workspace_bytes bytes (host functions, defined in meta_cpu.cpp).

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "engine/error.h"
+#include "kernels/base/error.h"
 #include "kernels/meta/meta.h"
 
 namespace mq::kernels {
@@ -16,10 +16,6 @@ constexpr int64_t kReduceRows = 4096;
 int64_t blocks_of(int64_t n) { return (n + kReduceRows - 1) / kReduceRows; }
 
 }  // namespace
-
-void meta_cuda_fail(const char* what, const char* detail) {
-  fail("CUDA error in {}: {}", what, detail);
-}
 
 size_t meta_scaled_workspace_bytes(int64_t) { return kMetaCudaMaxBlocks * sizeof(double); }
 

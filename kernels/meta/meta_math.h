@@ -8,8 +8,8 @@
 // the op layer runs chunk by chunk.
 #include <cmath>
 
-#include "kernels/common.h"
-#include "kernels/float_math.h"
+#include "kernels/base/host_device.h"
+#include "kernels/base/float_math.h"
 
 namespace mq::kernels {
 

@@ -1,9 +1,9 @@
 #pragma once
 // Adam on the GPU: one fused pass over (p, g, m, v) per parameter, using the per-element math
-// of engine/optim/adam_math.h (the CPU loop's too), so both devices round alike.
+// of kernels/optim/adam_math.h (the CPU loop's too), so both devices round alike.
 #include <cstdint>
 
-#include "engine/optim/adam_math.h"
+#include "kernels/optim/adam_math.h"
 
 namespace mq::kernels {
 

@@ -9,30 +9,23 @@
 // DRAM reads; for the ResNet layers W fits in L2 either way.
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/cuda_check.h"
 #include "kernels/quantize/quantize.h"
 
 namespace mq::kernels {
 namespace {
 constexpr int kThreads = 256;
 
-void check_launch(const char* what) {
-  cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) fail_quantize_cuda(what, cudaGetErrorString(err));
-}
-void check_call(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) fail_quantize_cuda(what, cudaGetErrorString(err));
-}
 
 int sm_count() {
   int dev = 0, count = 0;
-  check_call(cudaGetDevice(&dev), "cudaGetDevice");
-  check_call(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev),
-             "cudaDeviceGetAttribute");
+  MQ_CUDA_CHECK(cudaGetDevice(&dev));
+  MQ_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev));
   return count > 0 ? count : 1;
 }
 
 // Blocks along x for `channels` slices of `per` elements each (grid y = channels).
-dim3 grid_for(int64_t per, int64_t channels, bool vec) {
+dim3 slice_grid(int64_t per, int64_t channels, bool vec) {
   static const int target = sm_count() * 8;
   const int64_t items = vec ? (per + 3) / 4 : per;
   int64_t bx = (items + kThreads - 1) / kThreads;
@@ -271,34 +264,36 @@ __global__ void fill_kernel(float* c, int64_t n, float value) {
 // ---- launch helpers ----
 template <bool Vec>
 void launch_dorefa_max(const float* w, int64_t n, unsigned* out, cudaStream_t s) {
-  check_call(cudaMemsetAsync(out, 0, sizeof(unsigned), s), "cudaMemsetAsync");
-  dorefa_max_kernel<Vec><<<grid_for(n, 1, Vec), kThreads, 0, s>>>(w, n, out);
-  check_launch("dorefa_max_kernel");
+  MQ_CUDA_CHECK(cudaMemsetAsync(out, 0, sizeof(unsigned), s));
+  dorefa_max_kernel<Vec><<<slice_grid(n, 1, Vec), kThreads, 0, s>>>(w, n, out);
+  MQ_CHECK_LAUNCH("dorefa_max_kernel", s);
 }
 
 // The max goes to the workspace (its bits, for the atomicMax), m to scale[0].
 template <int Bits>
 void launch_dorefa_forward(const float* w, int64_t n, float* w_tilde, float* w_hat, float* scale,
                            void* workspace, bool vec, cudaStream_t s) {
-  if (workspace == nullptr) fail_quantize_cuda("dorefa forward", "no workspace for the max given");
+  if (workspace == nullptr)
+    raise_cuda_error(cudaErrorInvalidValue, "dorefa forward: no workspace for the max", __FILE__,
+                     __LINE__);
   auto* max_bits = static_cast<unsigned*>(workspace);
   vec ? launch_dorefa_max<true>(w, n, max_bits, s) : launch_dorefa_max<false>(w, n, max_bits, s);
   if (vec) {
-    dorefa_forward_kernel<Bits, true><<<grid_for(n, 1, true), kThreads, 0, s>>>(
+    dorefa_forward_kernel<Bits, true><<<slice_grid(n, 1, true), kThreads, 0, s>>>(
         w, n, max_bits, scale, w_tilde, w_hat);
   } else {
-    dorefa_forward_kernel<Bits, false><<<grid_for(n, 1, false), kThreads, 0, s>>>(
+    dorefa_forward_kernel<Bits, false><<<slice_grid(n, 1, false), kThreads, 0, s>>>(
         w, n, max_bits, scale, w_tilde, w_hat);
   }
-  check_launch("dorefa_forward_kernel");
+  MQ_CHECK_LAUNCH("dorefa_forward_kernel", s);
 }
 
 template <bool Vec>
 void launch_abs_sum(const float* w, int64_t per, int64_t channels, double* sums, cudaStream_t s) {
   for (int64_t c0 = 0; c0 < channels; c0 += kMaxGridY) {
     const int64_t chunk = std::min(kMaxGridY, channels - c0);
-    abs_sum_kernel<Vec><<<grid_for(per, chunk, Vec), kThreads, 0, s>>>(w + c0 * per, per, sums + c0);
-    check_launch("abs_sum_kernel");
+    abs_sum_kernel<Vec><<<slice_grid(per, chunk, Vec), kThreads, 0, s>>>(w + c0 * per, per, sums + c0);
+    MQ_CHECK_LAUNCH("abs_sum_kernel", s);
   }
 }
 
@@ -308,9 +303,9 @@ void launch_sign_forward(const float* w, int64_t per, int64_t channels, const fl
                          const double* ws, float* w_tilde, float* w_hat, cudaStream_t s) {
   for (int64_t c0 = 0; c0 < channels; c0 += kMaxGridY) {
     const int64_t chunk = std::min(kMaxGridY, channels - c0), off = c0 * per;
-    sign_forward_kernel<Ternary, !Ternary, Vec><<<grid_for(per, chunk, Vec), kThreads, 0, s>>>(
+    sign_forward_kernel<Ternary, !Ternary, Vec><<<slice_grid(per, chunk, Vec), kThreads, 0, s>>>(
         w + off, per, scale + c0, ws, per * channels, w_tilde ? w_tilde + off : nullptr, w_hat + off);
-    check_launch("sign_forward_kernel");
+    MQ_CHECK_LAUNCH("sign_forward_kernel", s);
   }
 }
 }  // namespace
@@ -338,19 +333,19 @@ void quantize_forward_cuda(Quantizer q, int bits, const float* w, int64_t n, int
       return;
     case Quantizer::bwn:
     case Quantizer::bwn_f:
-      check_call(cudaMemsetAsync(ws, 0, channels * sizeof(double), s), "cudaMemsetAsync");
+      MQ_CUDA_CHECK(cudaMemsetAsync(ws, 0, channels * sizeof(double), s));
       vec ? launch_abs_sum<true>(w, per, channels, ws, s) : launch_abs_sum<false>(w, per, channels, ws, s);
       mean_finalize_kernel<<<1, kThreads, 0, s>>>(ws, channels, per, scale);
-      check_launch("mean_finalize_kernel");
+      MQ_CHECK_LAUNCH("mean_finalize_kernel", s);
       return vec ? launch_sign_forward<false, true>(w, per, channels, scale, ws, w_tilde, w_hat, s)
                  : launch_sign_forward<false, false>(w, per, channels, scale, ws, w_tilde, w_hat, s);
     case Quantizer::ternary:
-      check_call(cudaMemsetAsync(ws, 0, 3 * sizeof(double), s), "cudaMemsetAsync");
+      MQ_CUDA_CHECK(cudaMemsetAsync(ws, 0, 3 * sizeof(double), s));
       vec ? launch_abs_sum<true>(w, n, 1, ws, s) : launch_abs_sum<false>(w, n, 1, ws, s);
-      ternary_above_kernel<<<grid_for(n, 1, false), kThreads, 0, s>>>(w, n, ws);
-      check_launch("ternary_above_kernel");
+      ternary_above_kernel<<<slice_grid(n, 1, false), kThreads, 0, s>>>(w, n, ws);
+      MQ_CHECK_LAUNCH("ternary_above_kernel", s);
       ternary_finalize_kernel<<<1, 1, 0, s>>>(ws, scale);
-      check_launch("ternary_finalize_kernel");
+      MQ_CHECK_LAUNCH("ternary_finalize_kernel", s);
       return vec ? launch_sign_forward<true, true>(w, n, 1, scale, ws, w_tilde, w_hat, s)
                  : launch_sign_forward<true, false>(w, n, 1, scale, ws, w_tilde, w_hat, s);
   }
@@ -365,7 +360,7 @@ void quantize_backward_cuda(Quantizer q, const float* w, const float* g_hat, con
   const bool dorefa = q == Quantizer::dorefa;
   for (int64_t c0 = 0; c0 < channels; c0 += kMaxGridY) {
     const int64_t chunk = std::min(kMaxGridY, channels - c0), off = c0 * per;
-    const dim3 grid = grid_for(per, chunk, vec);
+    const dim3 grid = slice_grid(per, chunk, vec);
     const float *wc = w + off, *gc = g_hat + off, *sc = scale + c0;
     float* oc = g_w + off;
     if (dorefa && vec) backward_kernel<true, true><<<grid, kThreads, 0, s>>>(wc, gc, sc, per, oc);
@@ -373,7 +368,7 @@ void quantize_backward_cuda(Quantizer q, const float* w, const float* g_hat, con
     if (!dorefa && vec) backward_kernel<false, true><<<grid, kThreads, 0, s>>>(wc, gc, sc, per, oc);
     if (!dorefa && !vec) backward_kernel<false, false><<<grid, kThreads, 0, s>>>(wc, gc, sc, per, oc);
   }
-  check_launch("quantize backward_kernel");
+  MQ_CHECK_LAUNCH("quantize backward_kernel", s);
 }
 
 void quantize_calibration_cuda(Quantizer q, const float* w, int64_t n, int64_t channels,
@@ -381,19 +376,19 @@ void quantize_calibration_cuda(Quantizer q, const float* w, int64_t n, int64_t c
   check_quantize_args(q, q == Quantizer::ternary ? 2 : 1, n, channels);
   auto s = static_cast<cudaStream_t>(stream);
   if (q != Quantizer::dorefa) {
-    fill_kernel<<<grid_for(n, 1, false), kThreads, 0, s>>>(c, n, 1.f);
-    check_launch("fill_kernel");
+    fill_kernel<<<slice_grid(n, 1, false), kThreads, 0, s>>>(c, n, 1.f);
+    MQ_CHECK_LAUNCH("fill_kernel", s);
     return;
   }
   auto* max_bits = static_cast<unsigned*>(workspace);
   if (n % 4 == 0 && aligned16(w) && aligned16(c)) {
     launch_dorefa_max<true>(w, n, max_bits, s);
-    calibration_kernel<true><<<grid_for(n, 1, true), kThreads, 0, s>>>(w, n, max_bits, c);
+    calibration_kernel<true><<<slice_grid(n, 1, true), kThreads, 0, s>>>(w, n, max_bits, c);
   } else {
     launch_dorefa_max<false>(w, n, max_bits, s);
-    calibration_kernel<false><<<grid_for(n, 1, false), kThreads, 0, s>>>(w, n, max_bits, c);
+    calibration_kernel<false><<<slice_grid(n, 1, false), kThreads, 0, s>>>(w, n, max_bits, c);
   }
-  check_launch("calibration_kernel");
+  MQ_CHECK_LAUNCH("calibration_kernel", s);
 }
 
 }  // namespace mq::kernels

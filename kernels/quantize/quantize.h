@@ -26,8 +26,6 @@ namespace mq::kernels {
 // ternary bits == 2).
 void check_quantize_args(Quantizer q, int bits, int64_t n, int64_t channels);
 const char* quantizer_name(Quantizer q);  // "dorefa", "bwn", "bwn-f", "ternary"
-// Throws mq::Error for a failed CUDA call or launch (keeps fmt out of the .cu).
-[[noreturn]] void fail_quantize_cuda(const char* what, const char* detail);
 
 template <class T>
 void quantize_forward_cpu(Quantizer q, int bits, const T* w, int64_t n, int64_t channels,

@@ -10,7 +10,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "engine/error.h"
+#include "kernels/base/error.h"
 #include "kernels/cpu_threads.h"
 #include "kernels/quantize/quantize.h"
 #include "kernels/quantize/torch_order_sum.h"
@@ -340,10 +340,6 @@ size_t quantize_workspace_bytes(Quantizer q, int64_t channels) {
     case Quantizer::ternary: return 3 * sizeof(double);
   }
   return 0;
-}
-
-void fail_quantize_cuda(const char* what, const char* detail) {
-  fail("quantize (CUDA): {} failed: {}", what, detail);
 }
 
 void check_quantize_args(Quantizer q, int bits, int64_t n, int64_t channels) {

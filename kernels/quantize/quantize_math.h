@@ -9,8 +9,8 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kernels/common.h"
-#include "kernels/float_math.h"
+#include "kernels/base/host_device.h"
+#include "kernels/base/float_math.h"
 
 namespace mq::kernels {
 

@@ -18,7 +18,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/float_math.h"
+#include "kernels/base/float_math.h"
 
 namespace mq::kernels {
 

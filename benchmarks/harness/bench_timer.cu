@@ -2,30 +2,24 @@
 #include <cuda_runtime.h>
 
 #include "engine/cuda/cuda_api.h"
-#include "kernels/bench/bench_timer.h"
-#include "kernels/quantize/quantize.h"
+#include "benchmarks/harness/bench_timer.h"
+#include "kernels/cuda/cuda_check.h"
 
 namespace mq::bench {
-namespace {
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) kernels::fail_quantize_cuda(what, cudaGetErrorString(err));
-}
-}  // namespace
-
 Timing time_cuda(const std::function<void()>& f, int warmup, int repeat, void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   for (int i = 0; i < warmup; ++i) f();
   cudaEvent_t start, stop;
-  check(cudaEventCreate(&start), "cudaEventCreate");
-  check(cudaEventCreate(&stop), "cudaEventCreate");
+  MQ_CUDA_CHECK(cudaEventCreate(&start));
+  MQ_CUDA_CHECK(cudaEventCreate(&stop));
   std::vector<double> seconds;
   for (int i = 0; i < repeat; ++i) {
-    check(cudaEventRecord(start, s), "cudaEventRecord");
+    MQ_CUDA_CHECK(cudaEventRecord(start, s));
     f();
-    check(cudaEventRecord(stop, s), "cudaEventRecord");
-    check(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    MQ_CUDA_CHECK(cudaEventRecord(stop, s));
+    MQ_CUDA_CHECK(cudaEventSynchronize(stop));
     float ms = 0;
-    check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+    MQ_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
     seconds.push_back(ms * 1e-3);
   }
   cudaEventDestroy(start);
@@ -35,21 +29,21 @@ Timing time_cuda(const std::function<void()>& f, int warmup, int repeat, void* s
 
 void* cuda_bench_alloc(size_t bytes) {
   void* p = nullptr;
-  check(cudaMalloc(&p, bytes), "cudaMalloc");
+  MQ_CUDA_CHECK(cudaMalloc(&p, bytes));
   return p;
 }
 void cuda_bench_free(void* p) { cudaFree(p); }
 void cuda_bench_copy(void* dst, const void* src, size_t bytes, void* stream) {
-  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(stream)),
-        "cudaMemcpyAsync");
+  MQ_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice,
+                                static_cast<cudaStream_t>(stream)));
 }
 void cuda_bench_upload(void* dst, const void* src, size_t bytes) {
-  check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy");
+  MQ_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
 }
 void* cuda_bench_stream() { return cuda::stream(0); }
 std::string cuda_device_name() {
   cudaDeviceProp prop{};
-  check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  MQ_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   return prop.name;
 }
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "kernels/common.h"
+#include "kernels/base/host_device.h"
 
 namespace mq::kernels {
 

@@ -1,5 +1,5 @@
 // The quantizer benchmark (see quantize_bench.h).
-#include "kernels/bench/quantize_bench.h"
+#include "benchmarks/harness/quantize_bench.h"
 
 #include <omp.h>
 
@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/dispatch.h"
-#include "engine/error.h"
+#include "kernels/base/error.h"
 #include "kernels/cpu_threads.h"
 #include "kernels/quantize/quantize.h"
 

@@ -1,7 +1,7 @@
 // Without CUDA the CUDA timing entry points report it (mqbench checks the device first).
 #if !MQ_WITH_CUDA
-#include "engine/error.h"
-#include "kernels/bench/bench_timer.h"
+#include "kernels/base/error.h"
+#include "benchmarks/harness/bench_timer.h"
 
 namespace mq::bench {
 namespace {

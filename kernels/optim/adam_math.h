@@ -8,7 +8,7 @@
 // gradients), so the golden traces need PyTorch's exact order.
 #include <cmath>
 
-#include "kernels/common.h"
+#include "kernels/base/host_device.h"
 
 namespace mq::optim {
 

@@ -1,7 +1,7 @@
 #include <algorithm>
 #include <chrono>
 
-#include "kernels/bench/bench_timer.h"
+#include "benchmarks/harness/bench_timer.h"
 
 namespace mq::bench {
 

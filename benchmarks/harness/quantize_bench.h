@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/bench/bench_timer.h"
+#include "benchmarks/harness/bench_timer.h"
 #include "kernels/quantize/quantize_math.h"
 
 namespace mq::bench {
