@@ -2,7 +2,8 @@
 // Every engine op: one entry point each, validating shapes/dtypes/devices and dispatching to
 // engine/cpu, engine/cuda or kernels/. Differentiable ops record autograd history (see
 // autograd.h); their backward lives in the same .cpp as the forward. Ops never broadcast
-// implicitly: shapes must match, except where an op says otherwise.
+// implicitly: shapes must match, except where an op says otherwise. The index of every op,
+// these and the quantize and meta ops of the higher layers: meta/op_index.h.
 #include <optional>
 
 #include "engine/tensor.h"
