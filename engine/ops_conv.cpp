@@ -30,7 +30,9 @@ Tensor nn_detail::conv2d_output(const Tensor& x, const Tensor& weight, Conv2dPar
 Tensor conv2d(const Tensor& x, const Tensor& weight, Conv2dParams p) {
   const char* op = "conv2d";
   Tensor y = nn_detail::conv2d_output(x, weight, p, op);
-  MQ_BACKEND_CALL(x, op, conv2d_forward(x, weight, y, p));
+  on_device(x, op,
+      [&](auto) { cpu::conv2d_forward(x, weight, y, p); },
+      [&](auto) { cuda_ops::conv2d_forward(x, weight, y, p); });
 
   Tensor xs = x.detach(), ws = weight.detach();
   const bool gx_needed = x.requires_grad(), gw_needed = weight.requires_grad();
@@ -38,11 +40,15 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, Conv2dParams p) {
     Tensor gx, gw;
     if (gx_needed) {
       gx = nn_detail::empty_like(xs);
-      MQ_BACKEND_CALL(gy, "conv2d_backward", conv2d_backward_input(gy, ws, gx, p));
+      on_device(gy, "conv2d_backward",
+          [&](auto) { cpu::conv2d_backward_input(gy, ws, gx, p); },
+          [&](auto) { cuda_ops::conv2d_backward_input(gy, ws, gx, p); });
     }
     if (gw_needed) {
       gw = nn_detail::empty_like(ws);
-      MQ_BACKEND_CALL(gy, "conv2d_backward", conv2d_backward_weight(gy, xs, gw, p));
+      on_device(gy, "conv2d_backward",
+          [&](auto) { cpu::conv2d_backward_weight(gy, xs, gw, p); },
+          [&](auto) { cuda_ops::conv2d_backward_weight(gy, xs, gw, p); });
     }
     return std::vector<Tensor>{gx, gw};
   });

@@ -40,14 +40,13 @@ Tensor conv2d_bn_eval(const Tensor& x, const Tensor& weight, Conv2dParams conv,
              residual.describe(), shape_str(y.shape()));
   }
   std::vector<float> scale(static_cast<size_t>(k)), shift(static_cast<size_t>(k));
-  cpu::bn_eval_affine(bn.weight.defined() ? bn.weight.data<float>() : nullptr,
-                      bn.bias.defined() ? bn.bias.data<float>() : nullptr,
+  cpu::bn_eval_affine(bn.weight.data<float>(), bn.bias.data<float>(),
                       bn.running_mean.data<float>(), bn.running_var.data<float>(), bn.eps, k,
                       scale.data(), shift.data());
   cpu::ConvEpilogue ep;
   ep.scale = scale.data();
   ep.shift = shift.data();
-  ep.residual = residual.defined() ? residual.data<float>() : nullptr;
+  ep.residual = residual.data<float>();
   ep.relu = relu_after;
   cpu::conv2d_forward_fused(x, weight, y, conv, ep);
   return y;

@@ -13,16 +13,15 @@ Tensor unary(UnaryOp op, const Tensor& a, const char* name) {
   check_defined(a, name, "a");
   check_floating(a, name, "a");
   Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
-  if (a.is_cuda()) {
-    check_cuda_f32(a, name);
-    MQ_CUDA_CALL(kernels::unary_cuda(op, static_cast<const float*>(a.raw_data()),
-                        static_cast<float*>(y.raw_data()), a.numel(), stream_of(a)));
-  } else {
-    dispatch_floating(a.dtype(), name, [&](auto tag) {
-      using T = decltype(tag);
-      kernels::unary_cpu<T>(op, a.data<T>(), y.data<T>(), a.numel());
-    });
-  }
+  on_device(
+      a, name,
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::unary_cpu<T>(op, a.data<T>(), y.data<T>(), a.numel());
+      },
+      [&](auto stream) {
+        kernels::unary_cuda(op, a.data<float>(), y.data<float>(), a.numel(), stream);
+      });
   return y;
 }
 
@@ -34,17 +33,16 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, const char* name) {
   check_same_dtype(a, b, name);
   check_same_shape(a, b, name);
   Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
-  if (a.is_cuda()) {
-    check_cuda_f32(a, name);
-    MQ_CUDA_CALL(kernels::binary_cuda(op, static_cast<const float*>(a.raw_data()),
-                         static_cast<const float*>(b.raw_data()),
-                         static_cast<float*>(y.raw_data()), a.numel(), stream_of(a)));
-  } else {
-    dispatch_floating(a.dtype(), name, [&](auto tag) {
-      using T = decltype(tag);
-      kernels::binary_cpu<T>(op, a.data<T>(), b.data<T>(), y.data<T>(), a.numel());
-    });
-  }
+  on_device(
+      a, name,
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::binary_cpu<T>(op, a.data<T>(), b.data<T>(), y.data<T>(), a.numel());
+      },
+      [&](auto stream) {
+        kernels::binary_cuda(op, a.data<float>(), b.data<float>(), y.data<float>(), a.numel(),
+                             stream);
+      });
   return y;
 }
 
@@ -52,17 +50,16 @@ Tensor affine(const Tensor& a, double alpha, double beta, const char* name) {
   check_defined(a, name, "a");
   check_floating(a, name, "a");
   Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
-  if (a.is_cuda()) {
-    check_cuda_f32(a, name);
-    MQ_CUDA_CALL(kernels::affine_cuda(static_cast<const float*>(a.raw_data()),
-                         static_cast<float*>(y.raw_data()), a.numel(), float(alpha), float(beta),
-                         stream_of(a)));
-  } else {
-    dispatch_floating(a.dtype(), name, [&](auto tag) {
-      using T = decltype(tag);
-      kernels::affine_cpu<T>(a.data<T>(), y.data<T>(), a.numel(), T(alpha), T(beta));
-    });
-  }
+  on_device(
+      a, name,
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::affine_cpu<T>(a.data<T>(), y.data<T>(), a.numel(), T(alpha), T(beta));
+      },
+      [&](auto stream) {
+        kernels::affine_cuda(a.data<float>(), y.data<float>(), a.numel(), float(alpha),
+                             float(beta), stream);
+      });
   return y;
 }
 }  // namespace
@@ -147,16 +144,16 @@ void axpy_inplace(Tensor& dst, double alpha, const Tensor& src) {
   check_same_device(dst, src, name);
   check_same_dtype(dst, src, name);
   check_same_shape(dst, src, name);
-  if (dst.is_cuda()) {
-    check_cuda_f32(dst, name);
-    MQ_CUDA_CALL(kernels::axpy_cuda(float(alpha), static_cast<const float*>(src.raw_data()),
-                       static_cast<float*>(dst.raw_data()), dst.numel(), stream_of(dst)));
-    return;
-  }
-  dispatch_floating(dst.dtype(), name, [&](auto tag) {
-    using T = decltype(tag);
-    kernels::axpy_cpu<T>(T(alpha), src.data<T>(), dst.data<T>(), dst.numel());
-  });
+  on_device(
+      dst, name,
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::axpy_cpu<T>(T(alpha), src.data<T>(), dst.data<T>(), dst.numel());
+      },
+      [&](auto stream) {
+        kernels::axpy_cuda(float(alpha), src.data<float>(), dst.data<float>(), dst.numel(),
+                           stream);
+      });
 }
 
 }  // namespace mq

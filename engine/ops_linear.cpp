@@ -11,7 +11,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   MQ_CHECK(a.size(1) == b.size(0), "matmul: inner dimensions differ: a {} @ b {}", a.describe(),
            b.describe());
   Tensor c = Tensor::empty({a.size(0), b.size(1)}, a.dtype(), a.device());
-  MQ_BACKEND_CALL(a, op, gemm(a, false, b, false, c, 0.0));
+  on_device(a, op,
+      [&](auto) { cpu::gemm(a, false, b, false, c, 0.0); },
+      [&](auto) { cuda_ops::gemm(a, false, b, false, c, 0.0); });
 
   Tensor as = a.detach(), bs = b.detach();
   const bool ga_needed = a.requires_grad(), gb_needed = b.requires_grad();
@@ -19,11 +21,15 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     Tensor ga, gb;
     if (ga_needed) {  // g @ b^T
       ga = nn_detail::empty_like(as);
-      MQ_BACKEND_CALL(g, "matmul_backward", gemm(g, false, bs, true, ga, 0.0));
+      on_device(g, "matmul_backward",
+          [&](auto) { cpu::gemm(g, false, bs, true, ga, 0.0); },
+          [&](auto) { cuda_ops::gemm(g, false, bs, true, ga, 0.0); });
     }
     if (gb_needed) {  // a^T @ g
       gb = nn_detail::empty_like(bs);
-      MQ_BACKEND_CALL(g, "matmul_backward", gemm(as, true, g, false, gb, 0.0));
+      on_device(g, "matmul_backward",
+          [&](auto) { cpu::gemm(as, true, g, false, gb, 0.0); },
+          [&](auto) { cuda_ops::gemm(as, true, g, false, gb, 0.0); });
     }
     return std::vector<Tensor>{ga, gb};
   });
@@ -42,8 +48,13 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
              bias.describe(), weight.size(0), weight.describe());
   }
   Tensor y = Tensor::empty({x.size(0), weight.size(0)}, x.dtype(), x.device());
-  MQ_BACKEND_CALL(x, op, gemm(x, false, weight, true, y, 0.0));
-  if (bias.defined()) MQ_BACKEND_CALL(x, op, add_row_bias(y, bias));
+  on_device(x, op,
+      [&](auto) { cpu::gemm(x, false, weight, true, y, 0.0); },
+      [&](auto) { cuda_ops::gemm(x, false, weight, true, y, 0.0); });
+  if (bias.defined()) {
+    on_device(x, op, [&](auto) { cpu::add_row_bias(y, bias); },
+              [&](auto) { cuda_ops::add_row_bias(y, bias); });
+  }
 
   Tensor xs = x.detach(), ws = weight.detach();
   const bool gx_needed = x.requires_grad(), gw_needed = weight.requires_grad();
@@ -54,15 +65,21 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                   Tensor gx, gw, gb;
                   if (gx_needed) {  // g @ W
                     gx = nn_detail::empty_like(xs);
-                    MQ_BACKEND_CALL(g, "linear_backward", gemm(g, false, ws, false, gx, 0.0));
+                    on_device(g, "linear_backward",
+                        [&](auto) { cpu::gemm(g, false, ws, false, gx, 0.0); },
+                        [&](auto) { cuda_ops::gemm(g, false, ws, false, gx, 0.0); });
                   }
                   if (gw_needed) {  // g^T @ x
                     gw = nn_detail::empty_like(ws);
-                    MQ_BACKEND_CALL(g, "linear_backward", gemm(g, true, xs, false, gw, 0.0));
+                    on_device(g, "linear_backward",
+                        [&](auto) { cpu::gemm(g, true, xs, false, gw, 0.0); },
+                        [&](auto) { cuda_ops::gemm(g, true, xs, false, gw, 0.0); });
                   }
                   if (gb_needed) {
                     gb = Tensor::empty({out}, g.dtype(), g.device());
-                    MQ_BACKEND_CALL(g, "linear_backward", sum_rows(g, gb));
+                    on_device(g, "linear_backward",
+                        [&](auto) { cpu::sum_rows(g, gb); },
+                        [&](auto) { cuda_ops::sum_rows(g, gb); });
                   }
                   return std::vector<Tensor>{gx, gw, gb};
                 });

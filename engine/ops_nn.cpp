@@ -12,11 +12,15 @@ Tensor global_avg_pool(const Tensor& x) {
   MQ_CHECK(x.size(2) > 0 && x.size(3) > 0, "global_avg_pool: empty spatial size in {}",
            x.describe());
   Tensor y = Tensor::empty({x.size(0), x.size(1)}, x.dtype(), x.device());
-  MQ_BACKEND_CALL(x, op, global_avg_pool_forward(x, y));
+  on_device(x, op,
+      [&](auto) { cpu::global_avg_pool_forward(x, y); },
+      [&](auto) { cuda_ops::global_avg_pool_forward(x, y); });
   Shape shape = x.shape();
   return record(y, op, {x}, [shape](const Tensor& gy) {
     Tensor gx = Tensor::empty(shape, gy.dtype(), gy.device());
-    MQ_BACKEND_CALL(gy, "global_avg_pool_backward", global_avg_pool_backward(gy, gx));
+    on_device(gy, "global_avg_pool_backward",
+        [&](auto) { cpu::global_avg_pool_backward(gy, gx); },
+        [&](auto) { cuda_ops::global_avg_pool_backward(gy, gx); });
     return std::vector<Tensor>{gx};
   });
 }
@@ -68,20 +72,22 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
              x.describe());
     Tensor save_mean = Tensor::empty({c}, x.dtype(), x.device());
     Tensor save_invstd = Tensor::empty({c}, x.dtype(), x.device());
-    MQ_BACKEND_CALL(x, op,
-                    batch_norm_forward_train(x, weight, bias, running_mean, running_var,
-                                             p.momentum, p.eps, y, save_mean, save_invstd));
+    on_device(x, op,
+        [&](auto) { cpu::batch_norm_forward_train(x, weight, bias, running_mean, running_var, p.momentum, p.eps, y, save_mean, save_invstd); },
+        [&](auto) { cuda_ops::batch_norm_forward_train(x, weight, bias, running_mean, running_var, p.momentum, p.eps, y, save_mean, save_invstd); });
     return record(y, op, {x, weight, bias}, [=](const Tensor& g) {
       Tensor gx, gw, gb;
       grads(g, gx, gw, gb);
-      MQ_BACKEND_CALL(g, "batch_norm_backward",
-                      batch_norm_backward_train(g, xs, ws, save_mean, save_invstd, gx, gw, gb));
+      on_device(g, "batch_norm_backward",
+          [&](auto) { cpu::batch_norm_backward_train(g, xs, ws, save_mean, save_invstd, gx, gw, gb); },
+          [&](auto) { cuda_ops::batch_norm_backward_train(g, xs, ws, save_mean, save_invstd, gx, gw, gb); });
       return std::vector<Tensor>{gx, gw, gb};
     });
   }
 
-  MQ_BACKEND_CALL(x, op,
-                  batch_norm_forward_eval(x, weight, bias, running_mean, running_var, p.eps, y));
+  on_device(x, op,
+      [&](auto) { cpu::batch_norm_forward_eval(x, weight, bias, running_mean, running_var, p.eps, y); },
+      [&](auto) { cuda_ops::batch_norm_forward_eval(x, weight, bias, running_mean, running_var, p.eps, y); });
   if (!needs_grad({x, weight, bias})) return y;
   // Snapshot the statistics: a later training-mode forward may update them before backward.
   Tensor rm = running_mean.clone(), rv = running_var.clone();
@@ -89,8 +95,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
   return record(y, op, {x, weight, bias}, [=](const Tensor& g) {
     Tensor gx, gw, gb;
     grads(g, gx, gw, gb);
-    MQ_BACKEND_CALL(g, "batch_norm_backward",
-                    batch_norm_backward_eval(g, xs, ws, rm, rv, eps, gx, gw, gb));
+    on_device(g, "batch_norm_backward",
+        [&](auto) { cpu::batch_norm_backward_eval(g, xs, ws, rm, rv, eps, gx, gw, gb); },
+        [&](auto) { cuda_ops::batch_norm_backward_eval(g, xs, ws, rm, rv, eps, gx, gw, gb); });
     return std::vector<Tensor>{gx, gw, gb};
   });
 }
@@ -128,11 +135,15 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
   check_labels(logits, labels, op);
   Tensor loss = Tensor::empty({}, logits.dtype(), logits.device());
   Tensor probs = empty_like(logits);
-  MQ_BACKEND_CALL(logits, op, cross_entropy_forward(logits, labels, loss, probs));
+  on_device(logits, op,
+      [&](auto) { cpu::cross_entropy_forward(logits, labels, loss, probs); },
+      [&](auto) { cuda_ops::cross_entropy_forward(logits, labels, loss, probs); });
   Tensor ls = labels.detach();
   return record(loss, op, {logits}, [probs, ls](const Tensor& g) {
     Tensor gl = empty_like(probs);
-    MQ_BACKEND_CALL(g, "cross_entropy_backward", cross_entropy_backward(probs, ls, g, gl));
+    on_device(g, "cross_entropy_backward",
+        [&](auto) { cpu::cross_entropy_backward(probs, ls, g, gl); },
+        [&](auto) { cuda_ops::cross_entropy_backward(probs, ls, g, gl); });
     return std::vector<Tensor>{gl};
   });
 }
@@ -140,11 +151,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
 int64_t count_correct(const Tensor& logits, const Tensor& labels) {
   const char* op = "count_correct";
   check_labels(logits, labels, op);
-  if (logits.is_cuda()) {
-    check_cuda_f32(logits, op);
-    MQ_CUDA_CALL(return cuda_ops::count_correct(logits, labels));
-  }
-  return cpu::count_correct(logits, labels);
+  return on_device(logits, op, [&](auto) { return cpu::count_correct(logits, labels); },
+                   [&](auto) { return cuda_ops::count_correct(logits, labels); });
 }
 
 }  // namespace mq

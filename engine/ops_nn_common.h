@@ -1,21 +1,9 @@
 #pragma once
-// Shared by the NN op entry points (ops_conv.cpp, ops_linear.cpp, ops_nn.cpp): device dispatch
-// into engine/backend.h and the common argument checks.
+// Shared by the NN op entry points (ops_conv.cpp, ops_linear.cpp, ops_nn.cpp): the per-device
+// compute of engine/backend.h, on_device() and the common argument checks.
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/dispatch.h"
-
-// Runs `cuda_ops::CALL` for a CUDA tensor (f32 only) and `cpu::CALL` otherwise. The CUDA branch
-// compiles to an error in builds without CUDA, where no tensor can be on a CUDA device.
-#define MQ_BACKEND_CALL(tensor, op_name, ...)        \
-  do {                                               \
-    if ((tensor).is_cuda()) {                        \
-      ::mq::check_cuda_f32((tensor), (op_name));     \
-      MQ_CUDA_CALL(::mq::cuda_ops::__VA_ARGS__);     \
-    } else {                                         \
-      ::mq::cpu::__VA_ARGS__;                        \
-    }                                                \
-  } while (0)
 
 namespace mq::nn_detail {
 

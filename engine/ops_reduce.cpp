@@ -11,29 +11,27 @@ Tensor reduce_sum(const Tensor& a, const char* name) {
   check_defined(a, name, "a");
   check_floating(a, name, "a");
   Tensor out = Tensor::empty({}, a.dtype(), a.device());
-  if (a.is_cuda()) {
-    check_cuda_f32(a, name);
-    MQ_CUDA_CALL(kernels::sum_cuda(static_cast<const float*>(a.raw_data()), a.numel(),
-                                   static_cast<float*>(out.raw_data()), stream_of(a)));
-  } else {
-    dispatch_floating(a.dtype(), name, [&](auto tag) {
-      using T = decltype(tag);
-      *out.data<T>() = kernels::sum_cpu<T>(a.data<T>(), a.numel());
-    });
-  }
+  on_device(
+      a, name,
+      [&](auto tag) {
+        using T = decltype(tag);
+        *out.data<T>() = kernels::sum_cpu<T>(a.data<T>(), a.numel());
+      },
+      [&](auto stream) {
+        kernels::sum_cuda(a.data<float>(), a.numel(), out.data<float>(), stream);
+      });
   return out;
 }
 
 // Gradient of a full reduction: `scale * g` everywhere, g a 0-dim tensor on the same device.
 Tensor broadcast_grad(const Tensor& g, const Shape& shape, double scale) {
   Tensor out = Tensor::empty(shape, g.dtype(), g.device());
-  if (g.is_cuda()) {
-    MQ_CUDA_CALL(kernels::broadcast_scalar_cuda(static_cast<const float*>(g.raw_data()),
-                                                float(scale), static_cast<float*>(out.raw_data()),
-                                                out.numel(), stream_of(g)));
-  } else {
-    out.fill_(g.item() * scale);
-  }
+  on_device(
+      g, "reduction_backward", [&](auto) { out.fill_(g.item() * scale); },
+      [&](auto stream) {
+        kernels::broadcast_scalar_cuda(g.data<float>(), float(scale), out.data<float>(),
+                                       out.numel(), stream);
+      });
   return out;
 }
 }  // namespace
@@ -62,31 +60,29 @@ Tensor max_abs(const Tensor& a) {
   check_floating(a, name, "a");
   MQ_CHECK(a.numel() > 0, "max_abs of an empty tensor {}", a.describe());
   Tensor out = Tensor::empty({}, a.dtype(), a.device());
-  if (a.is_cuda()) {
-    check_cuda_f32(a, name);
-    MQ_CUDA_CALL(kernels::max_abs_cuda(static_cast<const float*>(a.raw_data()), a.numel(),
-                                       static_cast<float*>(out.raw_data()), stream_of(a)));
-  } else {
-    dispatch_floating(a.dtype(), name, [&](auto tag) {
-      using T = decltype(tag);
-      *out.data<T>() = kernels::max_abs_cpu<T>(a.data<T>(), a.numel());
-    });
-  }
+  on_device(
+      a, name,
+      [&](auto tag) {
+        using T = decltype(tag);
+        *out.data<T>() = kernels::max_abs_cpu<T>(a.data<T>(), a.numel());
+      },
+      [&](auto stream) {
+        kernels::max_abs_cuda(a.data<float>(), a.numel(), out.data<float>(), stream);
+      });
   Tensor x = a.detach(), m = out.detach();
   return record(out, name, {a}, [x, m](const Tensor& g) {
     Tensor gi = Tensor::empty(x.shape(), x.dtype(), x.device());
-    if (x.is_cuda()) {
-      MQ_CUDA_CALL(kernels::max_abs_backward_cuda(
-          static_cast<const float*>(x.raw_data()), x.numel(),
-          static_cast<const float*>(m.raw_data()), static_cast<const float*>(g.raw_data()),
-          static_cast<float*>(gi.raw_data()), stream_of(x)));
-    } else {
-      dispatch_floating(x.dtype(), "max_abs_backward", [&](auto tag) {
-        using T = decltype(tag);
-        kernels::max_abs_backward_cpu<T>(x.data<T>(), x.numel(), *m.data<T>(), *g.data<T>(),
-                                         gi.data<T>());
-      });
-    }
+    on_device(
+        x, "max_abs_backward",
+        [&](auto tag) {
+          using T = decltype(tag);
+          kernels::max_abs_backward_cpu<T>(x.data<T>(), x.numel(), *m.data<T>(), *g.data<T>(),
+                                           gi.data<T>());
+        },
+        [&](auto stream) {
+          kernels::max_abs_backward_cuda(x.data<float>(), x.numel(), m.data<float>(),
+                                         g.data<float>(), gi.data<float>(), stream);
+        });
     return std::vector<Tensor>{gi};
   });
 }

@@ -56,10 +56,14 @@ class Tensor {
   std::string describe() const;  // "f32[2, 3] on cpu"
   bool same_storage(const Tensor& o) const { return impl().storage == o.impl().storage; }
 
-  // ---- data access (CPU only; wrong dtype or device is an error, never a silent copy) ----
-  template <class T> T* data();
-  template <class T> const T* data() const;
-  void* raw_data();  // any device, any dtype: for kernels
+  // ---- data access ----
+  // The one typed pointer to the elements, on the tensor's own device (a device pointer for a
+  // CUDA tensor: only kernels may dereference it; host code reads with to_vector() or item()).
+  // A dtype other than T is an error, never a cast; an undefined tensor gives nullptr, which
+  // the kernels read as "absent" (their optional arguments). A Tensor is a handle, so a const
+  // handle still gives writable data, as PyTorch's data_ptr<T>() does.
+  template <class T> T* data() const;
+  void* raw_data();  // untyped bytes, any device: copies and serialization
   const void* raw_data() const;
   double item() const;                        // one-element tensor, any device
   template <class T> std::vector<T> to_vector() const;  // copies to host; dtype must match
@@ -118,17 +122,11 @@ void check_dim(const Tensor& t, int64_t dim, const char* op, const char* arg);
 
 // ---- template definitions ----
 template <class T>
-T* Tensor::data() {
-  MQ_CHECK(defined(), "data<{}>() on an undefined tensor", dtype_name(dtype_of<T>()));
+T* Tensor::data() const {
+  if (!defined()) return nullptr;
   MQ_CHECK(dtype() == dtype_of<T>(), "data<{}>() on a {} tensor", dtype_name(dtype_of<T>()),
            describe());
-  MQ_CHECK(is_cpu(), "host access to data of {}: copy it with .to(Device::cpu()) first",
-           describe());
   return static_cast<T*>(impl().storage->data) + impl().offset;
-}
-template <class T>
-const T* Tensor::data() const {
-  return const_cast<Tensor*>(this)->data<T>();
 }
 template <class T>
 Tensor Tensor::from_vector(const std::vector<T>& values, const Shape& shape, Device device) {

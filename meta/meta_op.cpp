@@ -15,18 +15,9 @@ namespace {
 // Rows per chunk of the LSTM's recurrent GEMM: keeps the [rows, 4h] buffer near 16 MB (f32).
 int64_t lstm_chunk_rows(int64_t hidden) { return std::max<int64_t>(1024, (4 << 20) / (4 * hidden)); }
 
-[[maybe_unused]] float* fp(const Tensor& t) { return static_cast<float*>(const_cast<void*>(t.raw_data())); }
-template <class T>
-T* tp(const Tensor& t) {
-  return t.defined() ? static_cast<T*>(const_cast<void*>(t.raw_data())) : nullptr;
-}
-
 void gemm_acc(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double beta) {
-  if (a.is_cuda()) {
-    MQ_CUDA_CALL(cuda_ops::gemm(a, ta, b, tb, c, beta));
-  } else {
-    cpu::gemm(a, ta, b, tb, c, beta);
-  }
+  on_device(a, "meta_gradient", [&](auto) { cpu::gemm(a, ta, b, tb, c, beta); },
+            [&](auto) { cuda_ops::gemm(a, ta, b, tb, c, beta); });
 }
 
 Tensor workspace(size_t bytes, Device device) {
@@ -58,36 +49,39 @@ Tensor linear_meta(const MetaNet& net, const Tensor& g_hat, const Tensor& w_tild
   Tensor v = fc_grad ? Tensor() : g_hat.detach();
   const int64_t n = u.numel();
   Tensor G = Tensor::empty(g_hat.shape(), g_hat.dtype(), g_hat.device());
-  if (G.is_cuda()) {
-    MQ_CUDA_CALL(kernels::meta_scaled_forward_cuda(fp(s), fp(u), v.defined() ? fp(v) : nullptr,
-                                                   n, fp(G), stream_of(G)));
-  } else {
-    dispatch_floating(G.dtype(), "meta_gradient", [&](auto tag) {
-      using T = decltype(tag);
-      kernels::meta_scaled_forward_cpu<T>(tp<T>(s), tp<T>(u), tp<T>(v), n, tp<T>(G));
-    });
-  }
+  on_device(
+      G, "meta_gradient",
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::meta_scaled_forward_cpu<T>(s.data<T>(), u.data<T>(), v.data<T>(), n,
+                                            G.data<T>());
+      },
+      [&](auto stream) {
+        kernels::meta_scaled_forward_cuda(s.data<float>(), u.data<float>(), v.data<float>(), n,
+                                          G.data<float>(), stream);
+      });
   return record(G, "meta_gradient_linear", {s}, [u, v, n](const Tensor& dG) {
     Tensor ds = Tensor::zeros({1, 1}, dG.dtype(), dG.device());
-    if (dG.is_cuda()) {
-      Tensor ws = workspace(kernels::meta_scaled_workspace_bytes(n), dG.device());
-      MQ_CUDA_CALL(kernels::meta_scaled_backward_cuda(fp(dG), fp(u),
-                                                      v.defined() ? fp(v) : nullptr, n, fp(ds),
-                                                      ws.raw_data(), stream_of(dG)));
-    } else {
-      dispatch_floating(dG.dtype(), "meta_gradient_backward", [&](auto tag) {
-        using T = decltype(tag);
-        kernels::meta_scaled_backward_cpu<T>(tp<T>(dG), tp<T>(u), tp<T>(v), n, tp<T>(ds));
-      });
-    }
+    on_device(
+        dG, "meta_gradient_backward",
+        [&](auto tag) {
+          using T = decltype(tag);
+          kernels::meta_scaled_backward_cpu<T>(dG.data<T>(), u.data<T>(), v.data<T>(), n,
+                                               ds.data<T>());
+        },
+        [&](auto stream) {
+          Tensor ws = workspace(kernels::meta_scaled_workspace_bytes(n), dG.device());
+          kernels::meta_scaled_backward_cuda(dG.data<float>(), u.data<float>(), v.data<float>(),
+                                             n, ds.data<float>(), ws.data<uint8_t>(), stream);
+        });
     return std::vector<Tensor>{ds};
   });
 }
 
 template <class T>
 kernels::LstmParams<T> lstm_params(const MetaNet& net) {
-  return {tp<T>(net.w_ih), tp<T>(net.b_ih), tp<T>(net.b_hh), tp<T>(net.fc_w), tp<T>(net.fc_b),
-          net.config().hidden};
+  return {net.w_ih.data<T>(), net.b_ih.data<T>(), net.b_hh.data<T>(), net.fc_w.data<T>(),
+          net.fc_b.data<T>(), net.config().hidden};
 }
 
 // The recurrent pre-activation of rows [r0, r1): h_prev[r0:r1] @ W_hh^T.
@@ -107,9 +101,11 @@ std::tuple<Tensor, Tensor, Tensor> lstm_outputs(const Tensor& g_hat, int64_t h) 
           Tensor::empty({n, h}, g_hat.dtype(), g_hat.device())};
 }
 
-// CUDA: the op layer runs the recurrent GEMM per chunk; the backward recomputes the gates.
+// CUDA: the op layer runs the recurrent GEMM per chunk; the backward recomputes the gates. A
+// template so that only on_device's CUDA branch instantiates it (builds without CUDA never do).
+template <class Stream>
 Tensor lstm_meta_cuda(const MetaNet& net, const Tensor& g_hat, const Tensor& w_tilde,
-                      const LstmState& state, LstmState* state_out) {
+                      const LstmState& state, LstmState* state_out, Stream stream) {
   const int64_t n = g_hat.numel(), h = net.config().hidden;
   Tensor x = w_tilde.detach(), g = g_hat.detach();
   auto [G, hn, cn] = lstm_outputs(g_hat, h);
@@ -118,10 +114,10 @@ Tensor lstm_meta_cuda(const MetaNet& net, const Tensor& g_hat, const Tensor& w_t
     const int64_t r1 = std::min(n, r0 + chunk), rows = r1 - r0;
     Tensor r = state.is_zero() ? Tensor() : recurrent(state, net.w_hh, r0, r1);
     const Tensor cp = state.is_zero() ? Tensor() : flat_view(state.c, r0 * h, {rows, h});
-    MQ_CUDA_CALL(kernels::meta_lstm_forward_cuda(
-        lstm_params<float>(net), fp(x) + r0, fp(g) + r0, r.defined() ? fp(r) : nullptr,
-        cp.defined() ? fp(cp) : nullptr, rows, fp(hn) + r0 * h, fp(cn) + r0 * h, fp(G) + r0,
-        stream_of(g)));
+    kernels::meta_lstm_forward_cuda(lstm_params<float>(net), x.data<float>() + r0,
+                                    g.data<float>() + r0, r.data<float>(), cp.data<float>(), rows,
+                                    hn.data<float>() + r0 * h, cn.data<float>() + r0 * h,
+                                    G.data<float>() + r0, stream);
   }
   if (state_out) *state_out = LstmState{hn, cn};
   // The backward needs the previous state (the new one may replace it in the caller's hands,
@@ -144,12 +140,12 @@ Tensor lstm_meta_cuda(const MetaNet& net, const Tensor& g_hat, const Tensor& w_t
           const Tensor cp = prev.is_zero() ? Tensor() : flat_view(prev.c, r0 * h, {rows, h});
           Tensor da = prev.is_zero() ? Tensor() : Tensor::empty({rows, 4 * h}, dt, dev);
           Tensor ws = workspace(kernels::meta_lstm_workspace_bytes(rows, h), dev);
-          MQ_CUDA_CALL(kernels::meta_lstm_backward_cuda(
-              lstm_params<float>(net), fp(dG) + r0, fp(x) + r0, fp(g) + r0,
-              r.defined() ? fp(r) : nullptr, cp.defined() ? fp(cp) : nullptr, rows,
-              da.defined() ? fp(da) : nullptr,
-              kernels::LstmGrads<float>{fp(gw_ih), fp(gb), fp(gfc_w), fp(gfc_b)}, ws.raw_data(),
-              stream_of(dG)));
+          kernels::meta_lstm_backward_cuda(
+              lstm_params<float>(net), dG.data<float>() + r0, x.data<float>() + r0,
+              g.data<float>() + r0, r.data<float>(), cp.data<float>(), rows, da.data<float>(),
+              kernels::LstmGrads<float>{gw_ih.data<float>(), gb.data<float>(),
+                                        gfc_w.data<float>(), gfc_b.data<float>()},
+              ws.data<uint8_t>(), stream_of(dG));
           if (da.defined()) {
             Tensor hp = flat_view(prev.h, r0 * h, {rows, h});
             gemm_acc(da, true, hp, false, gw_hh, 1.0);
@@ -161,18 +157,16 @@ Tensor lstm_meta_cuda(const MetaNet& net, const Tensor& g_hat, const Tensor& w_t
 
 // CPU: one fused forward over all rows that keeps K = da/dm ([n, 4h]); the backward is one GEMM
 // per chunk against it (kernels/meta/lstm_cpu.cpp). The old cell state is not needed by it.
+template <class T>
 Tensor lstm_meta_cpu(const MetaNet& net, const Tensor& g_hat, const Tensor& w_tilde,
                      const LstmState& state, LstmState* state_out) {
   const int64_t n = g_hat.numel(), h = net.config().hidden;
   Tensor x = w_tilde.detach(), g = g_hat.detach();
   auto [G, hn, cn] = lstm_outputs(g_hat, h);
   Tensor K = Tensor::empty({n, 4 * h}, g.dtype(), g.device());
-  dispatch_floating(g.dtype(), "meta_gradient", [&](auto tag) {
-    using T = decltype(tag);
-    kernels::meta_lstm_forward_fused_cpu<T>(lstm_params<T>(net), tp<T>(net.w_hh), tp<T>(x),
-                                            tp<T>(g), tp<T>(state.h), tp<T>(state.c), n,
-                                            tp<T>(hn), tp<T>(cn), tp<T>(G), tp<T>(K));
-  });
+  kernels::meta_lstm_forward_fused_cpu<T>(lstm_params<T>(net), net.w_hh.data<T>(), x.data<T>(),
+                                          g.data<T>(), state.h.data<T>(), state.c.data<T>(), n,
+                                          hn.data<T>(), cn.data<T>(), G.data<T>(), K.data<T>());
   if (state_out) *state_out = LstmState{hn, cn};
   const MetaNet* netp = &net;
   Tensor h_prev = state.h;  // kept alive for dW_hh (the caller may drop the old state)
@@ -184,13 +178,10 @@ Tensor lstm_meta_cpu(const MetaNet& net, const Tensor& g_hat, const Tensor& w_ti
         Tensor gw_ih = Tensor::zeros({4 * h, 1}, dt, dev), gw_hh = Tensor::zeros({4 * h, h}, dt, dev);
         Tensor gb = Tensor::zeros({4 * h}, dt, dev), gfc_w = Tensor::zeros({1, h}, dt, dev);
         Tensor gfc_b = Tensor::zeros({1}, dt, dev);
-        dispatch_floating(dt, "meta_gradient_backward", [&](auto tag) {
-          using T = decltype(tag);
-          kernels::LstmGrads<T> gr{tp<T>(gw_ih), tp<T>(gb), tp<T>(gfc_w), tp<T>(gfc_b)};
-          kernels::meta_lstm_backward_fused_cpu<T>(lstm_params<T>(*netp), tp<T>(dG), tp<T>(g),
-                                                   tp<T>(x), tp<T>(h_prev), tp<T>(hn), tp<T>(K),
-                                                   x.numel(), gr, tp<T>(gw_hh));
-        });
+        kernels::LstmGrads<T> gr{gw_ih.data<T>(), gb.data<T>(), gfc_w.data<T>(), gfc_b.data<T>()};
+        kernels::meta_lstm_backward_fused_cpu<T>(lstm_params<T>(*netp), dG.data<T>(), g.data<T>(),
+                                                 x.data<T>(), h_prev.data<T>(), hn.data<T>(),
+                                                 K.data<T>(), x.numel(), gr, gw_hh.data<T>());
         return std::vector<Tensor>{gw_ih, gw_hh, gb, gb.clone(), gfc_w, gfc_b};
       });
 }
@@ -203,8 +194,10 @@ Tensor lstm_meta(const MetaNet& net, const Tensor& g_hat, const Tensor& w_tilde,
                  state.h.device() == g_hat.device() && state.h.dtype() == g_hat.dtype(),
              "LSTMFC: state {} does not fit {} rows of hidden size {}", state.h.describe(), n, h);
   }
-  return g_hat.is_cuda() ? lstm_meta_cuda(net, g_hat, w_tilde, state, state_out)
-                         : lstm_meta_cpu(net, g_hat, w_tilde, state, state_out);
+  return on_device(
+      g_hat, "meta_gradient",
+      [&](auto tag) { return lstm_meta_cpu<decltype(tag)>(net, g_hat, w_tilde, state, state_out); },
+      [&](auto stream) { return lstm_meta_cuda(net, g_hat, w_tilde, state, state_out, stream); });
 }
 
 }  // namespace

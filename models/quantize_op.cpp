@@ -28,9 +28,6 @@ Tensor workspace_for(Quantizer q, int64_t channels, Device device) {
   return Tensor::empty({static_cast<int64_t>(std::max<size_t>(bytes, 1))}, DType::u8, device);
 }
 
-[[maybe_unused]] float* f32(Tensor& t) { return static_cast<float*>(t.raw_data()); }
-[[maybe_unused]] const float* f32(const Tensor& t) { return static_cast<const float*>(t.raw_data()); }
-
 }  // namespace
 
 Quantizer parse_quantizer(const std::string& text) {
@@ -82,16 +79,18 @@ Tensor quantize_backward(const Tensor& W, const Tensor& g_hat, const Tensor& sca
            "{}: scale must be {} {} on {}, got {}", op, channels, dtype_name(W.dtype()),
            W.device().str(), scale.defined() ? scale.describe() : "undefined");
   Tensor g_w = Tensor::empty(W.shape(), W.dtype(), W.device());
-  if (W.is_cuda()) {
-    MQ_CUDA_CALL(kernels::quantize_backward_cuda(spec.kind, f32(W), f32(g_hat), f32(scale),
-                                                 W.numel(), channels, f32(g_w), stream_of(W)));
-  } else {
-    dispatch_floating(W.dtype(), op, [&](auto tag) {
-      using T = decltype(tag);
-      kernels::quantize_backward_cpu<T>(spec.kind, W.data<T>(), g_hat.data<T>(), scale.data<T>(),
-                                        W.numel(), channels, g_w.data<T>());
-    });
-  }
+  on_device(
+      W, op,
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::quantize_backward_cpu<T>(spec.kind, W.data<T>(), g_hat.data<T>(),
+                                          scale.data<T>(), W.numel(), channels, g_w.data<T>());
+      },
+      [&](auto stream) {
+        kernels::quantize_backward_cuda(spec.kind, W.data<float>(), g_hat.data<float>(),
+                                        scale.data<float>(), W.numel(), channels,
+                                        g_w.data<float>(), stream);
+      });
   return g_w;
 }
 
@@ -107,20 +106,21 @@ QuantizeResult quantize(const Tensor& W, QuantSpec spec) {
   r.w_tilde = r.w_tilde_is_w ? W.detach() : Tensor::empty(W.shape(), W.dtype(), W.device());
   Tensor w_hat = Tensor::empty(W.shape(), W.dtype(), W.device());
   r.scale = Tensor::empty({channels}, W.dtype(), W.device());
-  Tensor* wt = r.w_tilde_is_w ? nullptr : &r.w_tilde;
-  if (W.is_cuda()) {
-    Tensor ws = workspace_for(spec.kind, channels, W.device());
-    MQ_CUDA_CALL(kernels::quantize_forward_cuda(spec.kind, bits, f32(W), W.numel(), channels,
-                                                wt ? f32(*wt) : nullptr, f32(w_hat), f32(r.scale),
-                                                ws.raw_data(), stream_of(W)));
-  } else {
-    dispatch_floating(W.dtype(), op, [&](auto tag) {
-      using T = decltype(tag);
-      kernels::quantize_forward_cpu<T>(spec.kind, bits, W.data<T>(), W.numel(), channels,
-                                       wt ? wt->data<T>() : nullptr, w_hat.data<T>(),
-                                       r.scale.data<T>());
-    });
-  }
+  // W~ = W needs no copy: the kernels skip a null w_tilde.
+  const Tensor wt = r.w_tilde_is_w ? Tensor() : r.w_tilde;
+  on_device(
+      W, op,
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::quantize_forward_cpu<T>(spec.kind, bits, W.data<T>(), W.numel(), channels,
+                                         wt.data<T>(), w_hat.data<T>(), r.scale.data<T>());
+      },
+      [&](auto stream) {
+        Tensor ws = workspace_for(spec.kind, channels, W.device());
+        kernels::quantize_forward_cuda(spec.kind, bits, W.data<float>(), W.numel(), channels,
+                                       wt.data<float>(), w_hat.data<float>(),
+                                       r.scale.data<float>(), ws.data<uint8_t>(), stream);
+      });
   Tensor saved_w = W.detach(), saved_scale = r.scale;
   r.w_hat = record(w_hat, "quantize", {W}, [saved_w, saved_scale, spec](const Tensor& g) {
     return std::vector<Tensor>{quantize_backward(saved_w, g, saved_scale, spec)};
@@ -135,17 +135,18 @@ Tensor calibration(const Tensor& W, QuantSpec spec) {
   const int64_t channels = channels_of(W, spec);
   kernels::check_quantize_args(spec.kind, kernel_bits(spec), W.numel(), channels);
   Tensor c = Tensor::empty(W.shape(), W.dtype(), W.device());
-  if (W.is_cuda()) {
-    Tensor ws = workspace_for(spec.kind, channels, W.device());
-    MQ_CUDA_CALL(kernels::quantize_calibration_cuda(spec.kind, f32(W), W.numel(), channels,
-                                                    f32(c), ws.raw_data(), stream_of(W)));
-  } else {
-    dispatch_floating(W.dtype(), op, [&](auto tag) {
-      using T = decltype(tag);
-      kernels::quantize_calibration_cpu<T>(spec.kind, W.data<T>(), W.numel(), channels,
-                                           c.data<T>());
-    });
-  }
+  on_device(
+      W, op,
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::quantize_calibration_cpu<T>(spec.kind, W.data<T>(), W.numel(), channels,
+                                             c.data<T>());
+      },
+      [&](auto stream) {
+        Tensor ws = workspace_for(spec.kind, channels, W.device());
+        kernels::quantize_calibration_cuda(spec.kind, W.data<float>(), W.numel(), channels,
+                                           c.data<float>(), ws.data<uint8_t>(), stream);
+      });
   return c;
 }
 

@@ -21,6 +21,16 @@ namespace mq::bench {
 namespace {
 using kernels::Quantizer;
 
+// The call to time on the benchmark's device. As in on_device (engine/dispatch.h), the CUDA
+// branch is a generic lambda that a build without CUDA never instantiates.
+template <class Cpu, class Cuda>
+std::function<void()> on_bench_device(bool cuda, Cpu cpu, Cuda gpu) {
+  if constexpr (kWithCuda) {
+    if (cuda) return [gpu] { gpu(nullptr); };
+  }
+  return cpu;
+}
+
 struct HostBuffer {  // 64-byte aligned floats
   explicit HostBuffer(int64_t n)
       : p(static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64))) {
@@ -210,35 +220,45 @@ QuantBenchReport run_quantize_bench(const QuantBenchConfig& cfg) {
           std::function<void()> f;
           switch (op) {
             case QuantOp::forward:
-              f = cfg.cuda ? std::function<void()>([&, q, k, wt, channels] {
-                    MQ_CUDA_CALL(kernels::quantize_forward_cuda(q, k, w, n, channels, wt, b, s, ws, stream));
-                  })
-                           : [&, q, k, wt, channels] {
+              f = on_bench_device(
+                  cfg.cuda,
+                  [&, q, k, wt, channels] {
                     kernels::quantize_forward_cpu<float>(q, k, w, n, channels, wt, b, s);
-                  };
+                  },
+                  [&, q, k, wt, channels](auto) {
+                    kernels::quantize_forward_cuda(q, k, w, n, channels, wt, b, s, ws, stream);
+                  });
               break;
             case QuantOp::backward:
-              f = cfg.cuda ? std::function<void()>([&, q, channels] {
-                    MQ_CUDA_CALL(kernels::quantize_backward_cuda(q, w, g, s, n, channels, b, stream));
-                  })
-                           : [&, q, channels] {
+              f = on_bench_device(
+                  cfg.cuda,
+                  [&, q, channels] {
                     kernels::quantize_backward_cpu<float>(q, w, g, s, n, channels, b);
-                  };
+                  },
+                  [&, q, channels](auto) {
+                    kernels::quantize_backward_cuda(q, w, g, s, n, channels, b, stream);
+                  });
               break;
             case QuantOp::calibration:
-              f = cfg.cuda ? std::function<void()>([&, q, channels] {
-                    MQ_CUDA_CALL(kernels::quantize_calibration_cuda(q, w, n, channels, b, ws, stream));
-                  })
-                           : [&, q, channels] {
+              f = on_bench_device(
+                  cfg.cuda,
+                  [&, q, channels] {
                     kernels::quantize_calibration_cpu<float>(q, w, n, channels, b);
-                  };
+                  },
+                  [&, q, channels](auto) {
+                    kernels::quantize_calibration_cuda(q, w, n, channels, b, ws, stream);
+                  });
               break;
           }
           // the backward needs a scale: run one forward first
           if (op != QuantOp::forward) {
             const int fb = q == Quantizer::dorefa ? k : bits_of(q);
-            if (cfg.cuda) MQ_CUDA_CALL(kernels::quantize_forward_cuda(q, fb, w, n, channels, wt, b, s, ws, stream));
-            else kernels::quantize_forward_cpu<float>(q, fb, w, n, channels, wt, b, s);
+            on_bench_device(
+                cfg.cuda,
+                [&] { kernels::quantize_forward_cpu<float>(q, fb, w, n, channels, wt, b, s); },
+                [&](auto) {
+                  kernels::quantize_forward_cuda(q, fb, w, n, channels, wt, b, s, ws, stream);
+                })();
           }
           QuantBenchRow row;
           row.quantizer = kernels::quantizer_name(q);

@@ -9,10 +9,6 @@ namespace {
 using cuda::DeviceBuffer;
 using cuda::DeviceContext;
 
-const float* cptr(const Tensor& t) {
-  return t.defined() ? static_cast<const float*>(t.raw_data()) : nullptr;
-}
-float* mptr(Tensor& t) { return t.defined() ? static_cast<float*>(t.raw_data()) : nullptr; }
 
 bool labels_are_i64(const Tensor& labels) {
   MQ_CHECK(labels.dtype() == DType::i64 || labels.dtype() == DType::i32,
@@ -48,33 +44,33 @@ void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& 
   int lda = std::max(1, as_blas_int(a.size(1)));
   int ldb = std::max(1, as_blas_int(b.size(1)));
   MQ_CUBLAS_CHECK(cublasSgemm(cuda::cublas_handle(ctx), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                              trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, cptr(b), ldb,
-                              cptr(a), lda, &beta_f, mptr(c), n));
+                              trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b.data<float>(), ldb,
+                              a.data<float>(), lda, &beta_f, c.data<float>(), n));
   MQ_CUDA_DEBUG_SYNC(ctx.stream, "gemm");
 }
 
 void add_row_bias(Tensor& y, const Tensor& bias) {
   int64_t cols = bias.numel();
-  kernels::add_row_bias_cuda(mptr(y), cptr(bias), cols ? y.numel() / cols : 0, cols,
+  kernels::add_row_bias_cuda(y.data<float>(), bias.data<float>(), cols ? y.numel() / cols : 0, cols,
                              cuda::stream(y.device().index));
 }
 
 void sum_rows(const Tensor& g, Tensor& gb) {
   int64_t cols = gb.numel();
-  kernels::sum_rows_cuda(cptr(g), mptr(gb), cols ? g.numel() / cols : 0, cols,
+  kernels::sum_rows_cuda(g.data<float>(), gb.data<float>(), cols ? g.numel() / cols : 0, cols,
                          cuda::stream(g.device().index));
 }
 
 void global_avg_pool_forward(const Tensor& x, Tensor& y) {
   int64_t planes = x.size(0) * x.size(1);
-  kernels::global_avg_pool_forward_cuda(cptr(x), mptr(y), planes,
+  kernels::global_avg_pool_forward_cuda(x.data<float>(), y.data<float>(), planes,
                                         planes ? x.numel() / planes : 0,
                                         cuda::stream(x.device().index));
 }
 
 void global_avg_pool_backward(const Tensor& gy, Tensor& gx) {
   int64_t planes = gx.size(0) * gx.size(1);
-  kernels::global_avg_pool_backward_cuda(cptr(gy), mptr(gx), planes,
+  kernels::global_avg_pool_backward_cuda(gy.data<float>(), gx.data<float>(), planes,
                                          planes ? gx.numel() / planes : 0,
                                          cuda::stream(gx.device().index));
 }
@@ -85,18 +81,18 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& weight, const Tenso
   NCHW d = bn_dims(x);
   DeviceContext& ctx = cuda::context(x.device().index);
   DeviceBuffer ws(ctx, kernels::bn_workspace_bytes(d.n, d.c));
-  kernels::bn_forward_train_cuda(cptr(x), cptr(weight), cptr(bias), mptr(running_mean),
-                                 mptr(running_var), static_cast<float>(momentum),
-                                 static_cast<float>(eps), mptr(y), mptr(save_mean),
-                                 mptr(save_invstd), d.n, d.c, d.hw, ws.get(), ctx.stream);
+  kernels::bn_forward_train_cuda(x.data<float>(), weight.data<float>(), bias.data<float>(), running_mean.data<float>(),
+                                 running_var.data<float>(), static_cast<float>(momentum),
+                                 static_cast<float>(eps), y.data<float>(), save_mean.data<float>(),
+                                 save_invstd.data<float>(), d.n, d.c, d.hw, ws.get(), ctx.stream);
 }
 
 void batch_norm_forward_eval(const Tensor& x, const Tensor& weight, const Tensor& bias,
                              const Tensor& running_mean, const Tensor& running_var, double eps,
                              Tensor& y) {
   NCHW d = bn_dims(x);
-  kernels::bn_forward_eval_cuda(cptr(x), cptr(weight), cptr(bias), cptr(running_mean),
-                                cptr(running_var), static_cast<float>(eps), mptr(y), d.n, d.c,
+  kernels::bn_forward_eval_cuda(x.data<float>(), weight.data<float>(), bias.data<float>(), running_mean.data<float>(),
+                                running_var.data<float>(), static_cast<float>(eps), y.data<float>(), d.n, d.c,
                                 d.hw, cuda::stream(x.device().index));
 }
 
@@ -106,8 +102,8 @@ void batch_norm_backward_train(const Tensor& gy, const Tensor& x, const Tensor& 
   NCHW d = bn_dims(x);
   DeviceContext& ctx = cuda::context(x.device().index);
   DeviceBuffer ws(ctx, kernels::bn_workspace_bytes(d.n, d.c));
-  kernels::bn_backward_train_cuda(cptr(gy), cptr(x), cptr(weight), cptr(save_mean),
-                                  cptr(save_invstd), mptr(gx), mptr(gw), mptr(gb), d.n, d.c,
+  kernels::bn_backward_train_cuda(gy.data<float>(), x.data<float>(), weight.data<float>(), save_mean.data<float>(),
+                                  save_invstd.data<float>(), gx.data<float>(), gw.data<float>(), gb.data<float>(), d.n, d.c,
                                   d.hw, ws.get(), ctx.stream);
 }
 
@@ -117,9 +113,9 @@ void batch_norm_backward_eval(const Tensor& gy, const Tensor& x, const Tensor& w
   NCHW d = bn_dims(x);
   DeviceContext& ctx = cuda::context(x.device().index);
   DeviceBuffer ws(ctx, kernels::bn_workspace_bytes(d.n, d.c));
-  kernels::bn_backward_eval_cuda(cptr(gy), cptr(x), cptr(weight), cptr(running_mean),
-                                 cptr(running_var), static_cast<float>(eps), mptr(gx), mptr(gw),
-                                 mptr(gb), d.n, d.c, d.hw, ws.get(), ctx.stream);
+  kernels::bn_backward_eval_cuda(gy.data<float>(), x.data<float>(), weight.data<float>(), running_mean.data<float>(),
+                                 running_var.data<float>(), static_cast<float>(eps), gx.data<float>(), gw.data<float>(),
+                                 gb.data<float>(), d.n, d.c, d.hw, ws.get(), ctx.stream);
 }
 
 void cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor& loss,
@@ -128,15 +124,15 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor& l
   int64_t n = logits.size(0), c = logits.size(1);
   DeviceContext& ctx = cuda::context(logits.device().index);
   DeviceBuffer row_losses(ctx, static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float));
-  kernels::cross_entropy_forward_cuda(cptr(logits), labels.raw_data(), i64, mptr(loss),
-                                      mptr(probs), row_losses.as<float>(), n, c, ctx.stream);
+  kernels::cross_entropy_forward_cuda(logits.data<float>(), labels.raw_data(), i64, loss.data<float>(),
+                                      probs.data<float>(), row_losses.as<float>(), n, c, ctx.stream);
 }
 
 void cross_entropy_backward(const Tensor& probs, const Tensor& labels, const Tensor& gloss,
                             Tensor& glogits) {
   bool i64 = labels_are_i64(labels);
-  kernels::cross_entropy_backward_cuda(cptr(probs), labels.raw_data(), i64, cptr(gloss),
-                                       mptr(glogits), probs.size(0), probs.size(1),
+  kernels::cross_entropy_backward_cuda(probs.data<float>(), labels.raw_data(), i64, gloss.data<float>(),
+                                       glogits.data<float>(), probs.size(0), probs.size(1),
                                        cuda::stream(probs.device().index));
 }
 
@@ -144,7 +140,7 @@ int64_t count_correct(const Tensor& logits, const Tensor& labels) {
   bool i64 = labels_are_i64(labels);
   DeviceContext& ctx = cuda::context(logits.device().index);
   DeviceBuffer count(ctx, sizeof(unsigned long long));
-  kernels::count_correct_cuda(cptr(logits), labels.raw_data(), i64, logits.size(0),
+  kernels::count_correct_cuda(logits.data<float>(), labels.raw_data(), i64, logits.size(0),
                               logits.size(1), count.as<unsigned long long>(), ctx.stream);
   unsigned long long host = 0;
   MQ_CUDA_CHECK(cudaMemcpyAsync(&host, count.get(), sizeof host, cudaMemcpyDeviceToHost,

@@ -165,31 +165,25 @@ void Adam::update(bool refine_only) {
     double bc2 = 1 - std::pow(beta2, double(step));
     // refine() writes d into a fresh .grad; step() writes p and leaves .grad untouched.
     Tensor out = refine_only ? Tensor::empty(p.shape(), p.dtype(), p.device()) : p;
-    if (p.is_cuda()) {
-      MQ_CHECK(p.dtype() == DType::f32, "Adam on CUDA needs f32 parameters, got {}",
-               p.describe());
-      [[maybe_unused]] optim::AdamScalars<float> s{float(beta1), float(1 - beta1), float(beta2), float(1 - beta2),
-                                  float(eps), float(weight_decay),
-                                  float(refine_only ? std::sqrt(bc2) / bc1 : lr_ / bc1),
-                                  float(std::sqrt(bc2))};
-      MQ_CUDA_CALL(kernels::adam_cuda(
-          static_cast<float*>(p.raw_data()), static_cast<const float*>(g.raw_data()),
-          static_cast<float*>(exp_avg_[i].raw_data()), static_cast<float*>(exp_avg_sq_[i].raw_data()),
-          static_cast<float*>(out.raw_data()), p.numel(), s, refine_only,
-          cuda::stream(p.device().index)));
-      if (refine_only) p.set_grad(out);
-      continue;
-    }
-    dispatch_floating(p.dtype(), "Adam", [&](auto tag) {
+    auto scalars = [&](auto tag) {
       using T = decltype(tag);
-      optim::AdamScalars<T> s{T(beta1),
-                              T(1 - beta1),
-                              T(beta2),
-                              T(1 - beta2),
-                              T(eps),
-                              T(weight_decay),
-                              T(refine_only ? std::sqrt(bc2) / bc1 : lr_ / bc1),
-                              T(std::sqrt(bc2))};
+      return optim::AdamScalars<T>{T(beta1),
+                                   T(1 - beta1),
+                                   T(beta2),
+                                   T(1 - beta2),
+                                   T(eps),
+                                   T(weight_decay),
+                                   T(refine_only ? std::sqrt(bc2) / bc1 : lr_ / bc1),
+                                   T(std::sqrt(bc2))};
+    };
+    auto cuda_update = [&](auto stream) {
+      kernels::adam_cuda(p.data<float>(), g.data<float>(), exp_avg_[i].data<float>(),
+                         exp_avg_sq_[i].data<float>(), out.data<float>(), p.numel(),
+                         scalars(float{}), refine_only, stream);
+    };
+    on_device(p, "Adam", [&](auto tag) {
+      using T = decltype(tag);
+      const optim::AdamScalars<T> s = scalars(tag);
       const T* gp = g.data<T>();
       T* pp = p.data<T>();
       T* m = exp_avg_[i].data<T>();
@@ -201,7 +195,7 @@ void Adam::update(bool refine_only) {
         optim::adam_moments(gk, pp[k], m[k], v[k], s);
         o[k] = refine_only ? optim::adam_refined(m[k], v[k], s) : optim::adam_step(pp[k], m[k], v[k], s);
       }
-    });
+    }, cuda_update);
     if (refine_only) p.set_grad(out);
   }
 }
