@@ -8,12 +8,13 @@
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
 #include "kernels/quantize/quantize.h"
+#include "kernels/quantize/quantizer_table.h"
 
 namespace mq {
 namespace {
 
 int64_t channels_of(const Tensor& W, QuantSpec spec) {
-  return spec.kind == Quantizer::bwn_f && W.dim() >= 1 ? W.size(0) : 1;
+  return kernels::quantizer_info(spec.kind).per_channel && W.dim() >= 1 ? W.size(0) : 1;
 }
 
 void check_weight(const Tensor& W, const char* op) {
@@ -24,23 +25,19 @@ void check_weight(const Tensor& W, const char* op) {
 }
 
 Tensor workspace_for(Quantizer q, int64_t channels, Device device) {
-  const size_t bytes = kernels::quantize_workspace_bytes(q, channels);
+  const size_t bytes = kernels::workspace_bytes_for(q, channels);
   return Tensor::empty({static_cast<int64_t>(std::max<size_t>(bytes, 1))}, DType::u8, device);
 }
 
 }  // namespace
 
 Quantizer parse_quantizer(const std::string& text) {
-  std::string s = text;
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (s == "dorefa") return Quantizer::dorefa;
-  if (s == "bwn") return Quantizer::bwn;
-  if (s == "bwn-f" || s == "bwn_f" || s == "bwnf") return Quantizer::bwn_f;
-  if (s == "ternary") return Quantizer::ternary;
-  fail("unknown quantizer '{}': expected one of dorefa, bwn, bwn-f, ternary", text);
+  const kernels::QuantizerInfo* info = kernels::find_quantizer(text);
+  MQ_CHECK(info, "unknown quantizer '{}': expected one of {}", text, kernels::quantizer_names());
+  return info->kind;
 }
 
-std::string quantizer_str(Quantizer q) { return kernels::quantizer_name(q); }
+std::string quantizer_str(Quantizer q) { return kernels::quantizer_info(q).name; }
 
 std::string spec_str(QuantSpec spec) {
   return spec.kind == Quantizer::dorefa ? fmt::format("dorefa-{}bit", spec.bits)
@@ -48,8 +45,12 @@ std::string spec_str(QuantSpec spec) {
 }
 
 void validate(QuantSpec spec) {
-  MQ_CHECK(spec.bits >= kernels::kMinDorefaBits && spec.bits <= kernels::kMaxDorefaBits,
-           "quantizer {}: {} bits is not supported; use 1..8", quantizer_str(spec.kind), spec.bits);
+  MQ_CHECK(static_cast<size_t>(spec.kind) < kernels::kQuantizerTable.size(),
+           "unknown quantizer {}", static_cast<int>(spec.kind));
+  const kernels::QuantizerInfo& info = kernels::quantizer_info(spec.kind);
+  MQ_CHECK(spec.bits >= info.min_bits && spec.bits <= info.max_bits,
+           "quantizer {}: {} bits is not supported; use {}..{}", info.name, spec.bits,
+           info.min_bits, info.max_bits);
 }
 
 QuantSpec per_tensor(QuantSpec spec) {
@@ -57,13 +58,7 @@ QuantSpec per_tensor(QuantSpec spec) {
   return spec;
 }
 
-int kernel_bits(QuantSpec spec) {
-  switch (spec.kind) {
-    case Quantizer::dorefa: return spec.bits;
-    case Quantizer::ternary: return 2;
-    default: return 1;
-  }
-}
+int kernel_bits(QuantSpec spec) { return kernels::kernel_bits_for(spec.kind, spec.bits); }
 
 Tensor quantize_backward(const Tensor& W, const Tensor& g_hat, const Tensor& scale,
                          QuantSpec spec) {
@@ -102,7 +97,7 @@ QuantizeResult quantize(const Tensor& W, QuantSpec spec) {
   const int64_t channels = channels_of(W, spec);
   kernels::check_quantize_args(spec.kind, bits, W.numel(), channels);
   QuantizeResult r;
-  r.w_tilde_is_w = spec.kind != Quantizer::dorefa;
+  r.w_tilde_is_w = kernels::quantizer_info(spec.kind).w_tilde_is_w;
   r.w_tilde = r.w_tilde_is_w ? W.detach() : Tensor::empty(W.shape(), W.dtype(), W.device());
   Tensor w_hat = Tensor::empty(W.shape(), W.dtype(), W.device());
   r.scale = Tensor::empty({channels}, W.dtype(), W.device());

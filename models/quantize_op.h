@@ -30,22 +30,24 @@ using kernels::Quantizer;
 
 struct QuantSpec {
   Quantizer kind = Quantizer::dorefa;
-  // 1..8 for every quantizer (validated); only dorefa depends on it: bwn and bwn-f are binary
-  // and ternary is ternary whatever it says (as the reference ignores -bw for BWN).
+  // Within the quantizer's accepted bits (kernels/quantize/quantizer_table.h, validated); only
+  // dorefa depends on it: bwn and bwn-f are binary and ternary is ternary whatever it says (as
+  // the reference ignores -bw for BWN).
   int bits = 1;
 };
 
-// "dorefa", "bwn", "bwn-f" (also "bwn_f"), "ternary" (case-insensitive); mq::Error listing the
-// choices otherwise.
+// A quantizer's name or alias in the table (case-insensitive); mq::Error listing the choices
+// otherwise.
 Quantizer parse_quantizer(const std::string& text);
 std::string quantizer_str(Quantizer q);  // the canonical spelling above
 // "dorefa-2bit", "bwn", "bwn-f", "ternary"
 std::string spec_str(QuantSpec spec);
-// Throws mq::Error unless bits is in 1..8.
+// Throws mq::Error unless bits is within the quantizer's accepted bits.
 void validate(QuantSpec spec);
 // bwn-f becomes bwn (for layers without output channels in the METAQUANT.md sense).
 QuantSpec per_tensor(QuantSpec spec);
-// The bits the kernels run with: spec.bits for dorefa, 1 for bwn/bwn-f, 2 for ternary.
+// The bits the kernels run with (the table's kernel_bits: spec.bits for dorefa, 1 for
+// bwn/bwn-f, 2 for ternary).
 int kernel_bits(QuantSpec spec);
 
 struct QuantizeResult {

@@ -8,15 +8,18 @@
 #include "engine/device.h"
 #include "kernels/base/error.h"
 #include "benchmarks/harness/quantize_bench.h"
-#include "models/quantize_op.h"
+#include "kernels/quantize/quantizer_table.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"mqbench: time the weight-quantizer kernels (GB/s and fraction of copy bandwidth)"};
-  std::string device = "auto", quantizer = "all", bits = "1-8", op = "all", sizes, json;
+  using mq::kernels::quantizer_info;
+  const mq::kernels::QuantizerInfo& dorefa = quantizer_info(mq::kernels::Quantizer::dorefa);
+  std::string device = "auto", quantizer = "all", op = "all", sizes, json;
+  std::string bits = fmt::format("{}-{}", dorefa.min_bits, dorefa.max_bits);
   int repeat = 20, warmup = 3, threads = 0;
   double weight_std = 0.1;
   app.add_option("--device", device, "cpu, cuda, cuda:N or auto")->capture_default_str();
-  app.add_option("--quantizer", quantizer, "dorefa, bwn, bwn-f, ternary or all")
+  app.add_option("--quantizer", quantizer, mq::kernels::quantizer_names() + " or all")
       ->capture_default_str();
   app.add_option("--bits", bits, "dorefa bitwidths: list and ranges, e.g. 1,2,4-8")
       ->capture_default_str();
@@ -36,15 +39,15 @@ int main(int argc, char** argv) {
   try {
     mq::bench::QuantBenchConfig cfg;
     cfg.cuda = mq::Device::parse(device).is_cuda();
-    if (quantizer == "all")
-      cfg.quantizers = {mq::Quantizer::dorefa, mq::Quantizer::bwn, mq::Quantizer::bwn_f,
-                        mq::Quantizer::ternary};
-    else if (quantizer == "dorefa" || quantizer == "bwn" || quantizer == "bwn-f" ||
-             quantizer == "ternary")
-      cfg.quantizers = {mq::parse_quantizer(quantizer)};
-    else
-      mq::fail("--quantizer: '{}' is not one of dorefa, bwn, bwn-f, ternary, all", quantizer);
-    cfg.bits = mq::bench::parse_int_list(bits, 1, 8, "--bits");
+    if (quantizer == "all") {
+      for (const auto& row : mq::kernels::kQuantizerTable) cfg.quantizers.push_back(row.kind);
+    } else if (const auto* row = mq::kernels::find_quantizer(quantizer)) {
+      cfg.quantizers = {row->kind};
+    } else {
+      mq::fail("--quantizer: '{}' is not one of {}, all", quantizer,
+               mq::kernels::quantizer_names());
+    }
+    cfg.bits = mq::bench::parse_int_list(bits, dorefa.min_bits, dorefa.max_bits, "--bits");
     if (op == "all") cfg.ops = {mq::bench::QuantOp::forward, mq::bench::QuantOp::backward,
                                mq::bench::QuantOp::calibration};
     else if (op == "forward") cfg.ops = {mq::bench::QuantOp::forward};

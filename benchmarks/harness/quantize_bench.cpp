@@ -16,6 +16,7 @@
 #include "kernels/base/error.h"
 #include "kernels/cpu_threads.h"
 #include "kernels/quantize/quantize.h"
+#include "kernels/quantize/quantizer_table.h"
 
 namespace mq::bench {
 namespace {
@@ -57,22 +58,14 @@ void parallel_copy(float* dst, const float* src, int64_t n) {
   });
 }
 
-// Bytes an op reads and writes (f32), counting each pass over memory.
+// Bytes an op reads and writes (f32), counting each pass over memory (the table's traffic).
 double bytes_moved(Quantizer q, QuantOp op, int64_t n) {
-  const double f = 4.0 * n;
-  switch (op) {
-    case QuantOp::forward:
-      // reduction read(s) + elementwise read + writes (W~ only for dorefa: else it is W)
-      if (q == Quantizer::dorefa) return 4 * f;
-      if (q == Quantizer::ternary) return 4 * f;
-      return 3 * f;
-    case QuantOp::backward: return 3 * f;
-    case QuantOp::calibration: return q == Quantizer::dorefa ? 3 * f : f;
-  }
-  return f;
+  const kernels::QuantizerTraffic t = kernels::quantizer_info(q).traffic;
+  const int floats = op == QuantOp::forward    ? t.forward
+                     : op == QuantOp::backward ? t.backward
+                                               : t.calibration;
+  return 4.0 * floats * static_cast<double>(n);
 }
-
-int bits_of(Quantizer q) { return q == Quantizer::ternary ? 2 : 1; }
 }  // namespace
 
 const char* quant_op_name(QuantOp op) {
@@ -211,12 +204,13 @@ QuantBenchReport run_quantize_bench(const QuantBenchConfig& cfg) {
     };
 
     for (Quantizer q : cfg.quantizers) {
-      std::vector<int> bits = q == Quantizer::dorefa ? cfg.bits : std::vector<int>{bits_of(q)};
-      const int64_t channels = q == Quantizer::bwn_f ? size.channels : 1;
+      const bool bits_matter = kernels::quantizer_info(q).kernel_bits == kernels::kBitsAsGiven;
+      std::vector<int> bits = bits_matter ? cfg.bits : std::vector<int>{kernels::kernel_bits_for(q, 0)};
+      const int64_t channels = kernels::quantizer_info(q).per_channel ? size.channels : 1;
       for (int k : bits) {
         for (QuantOp op : cfg.ops) {
-          if (op != QuantOp::forward && q == Quantizer::dorefa && k != bits.front()) continue;
-          float* wt = q == Quantizer::dorefa ? a : nullptr;
+          if (op != QuantOp::forward && bits_matter && k != bits.front()) continue;
+          float* wt = kernels::quantizer_info(q).w_tilde_is_w ? nullptr : a;
           std::function<void()> f;
           switch (op) {
             case QuantOp::forward:
@@ -252,7 +246,7 @@ QuantBenchReport run_quantize_bench(const QuantBenchConfig& cfg) {
           }
           // the backward needs a scale: run one forward first
           if (op != QuantOp::forward) {
-            const int fb = q == Quantizer::dorefa ? k : bits_of(q);
+            const int fb = k;
             on_bench_device(
                 cfg.cuda,
                 [&] { kernels::quantize_forward_cpu<float>(q, fb, w, n, channels, wt, b, s); },
@@ -261,7 +255,7 @@ QuantBenchReport run_quantize_bench(const QuantBenchConfig& cfg) {
                 })();
           }
           QuantBenchRow row;
-          row.quantizer = kernels::quantizer_name(q);
+          row.quantizer = kernels::quantizer_info(q).name;
           row.bits = k;
           row.op = quant_op_name(op);
           row.size = size;

@@ -11,6 +11,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/quantize/quantize.h"
+#include "kernels/quantize/quantizer_table.h"
 
 namespace mq::kernels {
 namespace {
@@ -320,27 +321,21 @@ void quantize_forward_cuda(Quantizer q, int bits, const float* w, int64_t n, int
   auto* ws = static_cast<double*>(workspace);
   switch (q) {
     case Quantizer::dorefa:
-      switch (bits) {
-        case 1: return launch_dorefa_forward<1>(w, n, w_tilde, w_hat, scale, workspace, vec, s);
-        case 2: return launch_dorefa_forward<2>(w, n, w_tilde, w_hat, scale, workspace, vec, s);
-        case 3: return launch_dorefa_forward<3>(w, n, w_tilde, w_hat, scale, workspace, vec, s);
-        case 4: return launch_dorefa_forward<4>(w, n, w_tilde, w_hat, scale, workspace, vec, s);
-        case 5: return launch_dorefa_forward<5>(w, n, w_tilde, w_hat, scale, workspace, vec, s);
-        case 6: return launch_dorefa_forward<6>(w, n, w_tilde, w_hat, scale, workspace, vec, s);
-        case 7: return launch_dorefa_forward<7>(w, n, w_tilde, w_hat, scale, workspace, vec, s);
-        case 8: return launch_dorefa_forward<8>(w, n, w_tilde, w_hat, scale, workspace, vec, s);
-      }
+      for_each_dorefa_bits([&](auto b) {
+        if (bits == b.value)
+          launch_dorefa_forward<decltype(b)::value>(w, n, w_tilde, w_hat, scale, workspace, vec, s);
+      });
       return;
     case Quantizer::bwn:
     case Quantizer::bwn_f:
-      MQ_CUDA_CHECK(cudaMemsetAsync(ws, 0, channels * sizeof(double), s));
+      MQ_CUDA_CHECK(cudaMemsetAsync(ws, 0, workspace_bytes_for(q, channels), s));
       vec ? launch_abs_sum<true>(w, per, channels, ws, s) : launch_abs_sum<false>(w, per, channels, ws, s);
       mean_finalize_kernel<<<1, kThreads, 0, s>>>(ws, channels, per, scale);
       MQ_CHECK_LAUNCH("mean_finalize_kernel", s);
       return vec ? launch_sign_forward<false, true>(w, per, channels, scale, ws, w_tilde, w_hat, s)
                  : launch_sign_forward<false, false>(w, per, channels, scale, ws, w_tilde, w_hat, s);
     case Quantizer::ternary:
-      MQ_CUDA_CHECK(cudaMemsetAsync(ws, 0, 3 * sizeof(double), s));
+      MQ_CUDA_CHECK(cudaMemsetAsync(ws, 0, workspace_bytes_for(q, 1), s));
       vec ? launch_abs_sum<true>(w, n, 1, ws, s) : launch_abs_sum<false>(w, n, 1, ws, s);
       ternary_above_kernel<<<slice_grid(n, 1, false), kThreads, 0, s>>>(w, n, ws);
       MQ_CHECK_LAUNCH("ternary_above_kernel", s);
@@ -353,7 +348,7 @@ void quantize_forward_cuda(Quantizer q, int bits, const float* w, int64_t n, int
 
 void quantize_backward_cuda(Quantizer q, const float* w, const float* g_hat, const float* scale,
                             int64_t n, int64_t channels, float* g_w, void* stream) {
-  check_quantize_args(q, q == Quantizer::dorefa ? 1 : q == Quantizer::ternary ? 2 : 1, n, channels);
+  check_quantize_args(q, kernel_bits_for(q, kMinDorefaBits), n, channels);
   auto s = static_cast<cudaStream_t>(stream);
   const int64_t per = n / channels;
   const bool vec = per % 4 == 0 && aligned16(w) && aligned16(g_hat) && aligned16(g_w);
@@ -373,7 +368,7 @@ void quantize_backward_cuda(Quantizer q, const float* w, const float* g_hat, con
 
 void quantize_calibration_cuda(Quantizer q, const float* w, int64_t n, int64_t channels,
                                float* c, void* workspace, void* stream) {
-  check_quantize_args(q, q == Quantizer::ternary ? 2 : 1, n, channels);
+  check_quantize_args(q, kernel_bits_for(q, kMinDorefaBits), n, channels);
   auto s = static_cast<cudaStream_t>(stream);
   if (q != Quantizer::dorefa) {
     fill_kernel<<<slice_grid(n, 1, false), kThreads, 0, s>>>(c, n, 1.f);

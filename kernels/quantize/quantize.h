@@ -8,9 +8,9 @@
 //
 // forward: one reduction pass (two for ternary, whose second reduction depends on the first)
 // and one elementwise pass that writes W~ and W^ together. W~ = W for bwn, bwn_f and ternary:
-// pass w_tilde = nullptr to skip writing that copy (the op does). `bits` matters for dorefa only
-// and must be 1..8 (check_quantize_args throws mq::Error otherwise); it selects a compile-time
-// instantiation.
+// pass w_tilde = nullptr to skip writing that copy (the op does). `bits` is the table's
+// kernel bits (quantizer_table.h): for dorefa the requested 1..kMaxDorefaBits, which selects a
+// compile-time instantiation (check_quantize_args throws mq::Error otherwise).
 //
 // backward: the STE rule of METAQUANT.md, g_w from (w, g_hat, scale of the forward).
 // calibration: dW^/dW as the STE sees it (dorefa (1 - tanh^2 W) / m with m from this w; 1 else).
@@ -21,11 +21,9 @@
 
 namespace mq::kernels {
 
-// Throws mq::Error when bits or channels do not fit the quantizer (n >= 1, channels >= 1,
-// n % channels == 0, channels == 1 unless bwn_f, dorefa bits in 1..8, bwn/bwn_f bits == 1,
-// ternary bits == 2).
+// Throws mq::Error when bits or channels do not fit the quantizer's row of the table (n >= 1,
+// channels >= 1, n % channels == 0, channels == 1 unless per channel, the kernel bits).
 void check_quantize_args(Quantizer q, int bits, int64_t n, int64_t channels);
-const char* quantizer_name(Quantizer q);  // "dorefa", "bwn", "bwn-f", "ternary"
 
 template <class T>
 void quantize_forward_cpu(Quantizer q, int bits, const T* w, int64_t n, int64_t channels,
@@ -37,8 +35,7 @@ template <class T>
 void quantize_calibration_cpu(Quantizer q, const T* w, int64_t n, int64_t channels, T* c);
 
 // CUDA (f32), asynchronous on `stream` (a cudaStream_t). `workspace` is device memory of
-// quantize_workspace_bytes(q, channels) bytes (may be null when that is 0).
-size_t quantize_workspace_bytes(Quantizer q, int64_t channels);
+// workspace_bytes_for(q, channels) bytes (quantizer_table.h).
 void quantize_forward_cuda(Quantizer q, int bits, const float* w, int64_t n, int64_t channels,
                            float* w_tilde, float* w_hat, float* scale, void* workspace,
                            void* stream);

@@ -13,6 +13,7 @@
 #include "kernels/base/error.h"
 #include "kernels/cpu_threads.h"
 #include "kernels/quantize/quantize.h"
+#include "kernels/quantize/quantizer_table.h"
 #include "kernels/quantize/torch_order_sum.h"
 
 namespace mq::kernels {
@@ -232,17 +233,9 @@ void dorefa_forward(const T* w, int64_t n, T* w_tilde, T* w_hat, T* scale) {
 
 template <class T>
 void dorefa_forward_bits(int bits, const T* w, int64_t n, T* w_tilde, T* w_hat, T* scale) {
-  switch (bits) {
-    case 1: return dorefa_forward<T, 1>(w, n, w_tilde, w_hat, scale);
-    case 2: return dorefa_forward<T, 2>(w, n, w_tilde, w_hat, scale);
-    case 3: return dorefa_forward<T, 3>(w, n, w_tilde, w_hat, scale);
-    case 4: return dorefa_forward<T, 4>(w, n, w_tilde, w_hat, scale);
-    case 5: return dorefa_forward<T, 5>(w, n, w_tilde, w_hat, scale);
-    case 6: return dorefa_forward<T, 6>(w, n, w_tilde, w_hat, scale);
-    case 7: return dorefa_forward<T, 7>(w, n, w_tilde, w_hat, scale);
-    case 8: return dorefa_forward<T, 8>(w, n, w_tilde, w_hat, scale);
-    default: check_quantize_args(Quantizer::dorefa, bits, n, 1);
-  }
+  for_each_dorefa_bits([&](auto b) {
+    if (bits == b.value) dorefa_forward<T, decltype(b)::value>(w, n, w_tilde, w_hat, scale);
+  });
 }
 
 template <class T>
@@ -322,46 +315,23 @@ void ternary_forward(const T* w, int64_t n, T* w_tilde, T* w_hat, T* scale) {
 }
 }  // namespace
 
-const char* quantizer_name(Quantizer q) {
-  switch (q) {
-    case Quantizer::dorefa: return "dorefa";
-    case Quantizer::bwn: return "bwn";
-    case Quantizer::bwn_f: return "bwn-f";
-    case Quantizer::ternary: return "ternary";
-  }
-  return "?";
-}
-
-size_t quantize_workspace_bytes(Quantizer q, int64_t channels) {
-  switch (q) {
-    case Quantizer::dorefa: return sizeof(double);  // the max of the forward and calibration
-    case Quantizer::bwn:
-    case Quantizer::bwn_f: return static_cast<size_t>(channels) * sizeof(double);
-    case Quantizer::ternary: return 3 * sizeof(double);
-  }
-  return 0;
-}
-
 void check_quantize_args(Quantizer q, int bits, int64_t n, int64_t channels) {
-  const char* name = quantizer_name(q);
-  MQ_CHECK(n >= 1, "quantize ({}): the weight is empty", name);
+  MQ_CHECK(static_cast<size_t>(q) < kQuantizerTable.size(), "quantize: unknown quantizer {}",
+           static_cast<int>(q));
+  const QuantizerInfo& info = quantizer_info(q);
+  MQ_CHECK(n >= 1, "quantize ({}): the weight is empty", info.name);
   MQ_CHECK(channels >= 1 && n % channels == 0,
-           "quantize ({}): {} elements do not split into {} output channels", name, n, channels);
-  MQ_CHECK(channels == 1 || q == Quantizer::bwn_f,
-           "quantize ({}): a per-tensor quantizer got {} channels", name, channels);
-  switch (q) {
-    case Quantizer::dorefa:
-      MQ_CHECK(bits >= kMinDorefaBits && bits <= kMaxDorefaBits,
-               "quantize (dorefa): {} bits is not supported; use 1..8", bits);
-      break;
-    case Quantizer::bwn:
-    case Quantizer::bwn_f:
-      MQ_CHECK(bits == 1, "quantize ({}): a binary quantizer takes 1 bit, got {}", name, bits);
-      break;
-    case Quantizer::ternary:
-      MQ_CHECK(bits == 2, "quantize (ternary): a ternary quantizer takes 2 bits, got {}", bits);
-      break;
-    default: fail("quantize: unknown quantizer {}", static_cast<int>(q));
+           "quantize ({}): {} elements do not split into {} output channels", info.name, n,
+           channels);
+  MQ_CHECK(channels == 1 || info.per_channel,
+           "quantize ({}): a per-tensor quantizer got {} channels", info.name, channels);
+  if (info.kernel_bits == kBitsAsGiven) {
+    MQ_CHECK(bits >= info.min_bits && bits <= info.max_bits,
+             "quantize ({}): {} bits is not supported; use {}..{}", info.name, bits,
+             info.min_bits, info.max_bits);
+  } else {
+    MQ_CHECK(bits == info.kernel_bits, "quantize ({}): its kernels run with {} bit(s), got {}",
+             info.name, info.kernel_bits, bits);
   }
 }
 

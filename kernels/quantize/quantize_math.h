@@ -8,6 +8,7 @@
 // Adding a quantizer or a bitwidth: see docs/extending.md.
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/base/host_device.h"
 #include "kernels/base/float_math.h"
@@ -44,6 +45,16 @@ MQ_HD_INLINE double quant_tanh(double x) {
 // ---- dorefa, k bits: n = 2^k - 1 ----
 // m = max|tanh(W)| (reduced separately, as tanh(max|W|)). W~ = tanh(W) / (2m) + 1/2, W^ = 2 round(n W~) / n - 1.
 // With m = 0 (W all zero) W~ is defined as 1/2 (the limit of tanh(W)/(2m) + 1/2 at W = 0).
+// Calls f(std::integral_constant<int, B>{}) for every B of kMinDorefaBits..kMaxDorefaBits: the
+// compile-time instantiations a runtime bit count dispatches to (host code).
+template <int B = kMinDorefaBits, class F>
+void for_each_dorefa_bits(F&& f) {
+  if constexpr (B <= kMaxDorefaBits) {
+    f(std::integral_constant<int, B>{});
+    for_each_dorefa_bits<B + 1>(f);
+  }
+}
+
 template <int Bits>
 constexpr int dorefa_levels() {
   static_assert(Bits >= kMinDorefaBits && Bits <= kMaxDorefaBits, "dorefa bits out of range");
