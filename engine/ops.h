@@ -21,7 +21,7 @@ Tensor relu(const Tensor& a);
 Tensor tanh(const Tensor& a);
 Tensor abs(const Tensor& a);
 Tensor sign(const Tensor& a);         // sign(0) = 0; gradient zero
-Tensor stop_gradient(const Tensor& a);  // value of a, no history (sg(.) of METAQUANT.md)
+Tensor stop_gradient(const Tensor& a);  // value of a, no history (sg(.) of docs/metaquant.md §1.1)
 // In place, no history: dst += src, dst += alpha * src.
 void add_inplace(Tensor& dst, const Tensor& src);
 void axpy_inplace(Tensor& dst, double alpha, const Tensor& src);

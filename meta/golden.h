@@ -10,7 +10,7 @@
 
 namespace mq::golden {
 
-// Tolerances of golden/README.md (never loosen them to make a case pass).
+// Tolerances of docs/metaquant.md §11.2 (never loosen them to make a case pass).
 constexpr double kLossRel = 1e-4;         // every per-step loss, relative
 constexpr double kStep1Atol = 1e-5;       // first-step logits and gradients:
 constexpr double kStep1Rtol = 1e-4;       //   |a - b| <= atol + rtol |b|
@@ -103,7 +103,7 @@ struct Verdict {
   // The per-step losses against the case's, within kLossRel.
   void check_losses(const std::vector<double>& losses, const Case& c);
 };
-// Replays an fp case and checks every quantity golden/README.md specifies.
+// Replays an fp case and checks every quantity docs/metaquant.md §11.2 specifies.
 Verdict verify_fp(const Set& set, const Case& c, DType dtype = DType::f32);
 
 }  // namespace mq::golden

@@ -24,9 +24,9 @@ struct QuantResult {
 // manifest, weights from <case>/meta_init.*) and MetaQuantTrainer. `steps` steps.
 QuantResult replay_quant(const Set& set, const Case& c);
 
-// Replays an ste/metaquant case and checks every quantity golden/README.md specifies: losses,
-// first-step logits (ste), final state and meta network (SGD: max abs; Adam-refined: the Adam
-// rule), signs of the final quantized weights.
+// Replays an ste/metaquant case and checks every quantity docs/metaquant.md §11.2 specifies:
+// losses, first-step logits (ste), final state and meta network (SGD: max abs; Adam-refined: the
+// Adam rule), signs of the final quantized weights.
 Verdict verify_quant(const Set& set, const Case& c);
 
 // Signs of `actual` and `expected` agree wherever |expected| >= kSignIgnoreAbs.

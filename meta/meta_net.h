@@ -1,5 +1,5 @@
 #pragma once
-// The meta networks of METAQUANT.md section 3, shared by all quantized layers and applied
+// The meta networks of docs/metaquant.md §4, shared by all quantized layers and applied
 // coordinate-wise (every weight element is one row):
 //   FC-Grad   G = M(g_hat),         M: Linear(1,h) -> [act] -> Linear(h,1)
 //   MultiFC   G = g_hat * FCs(W~),  FCs: Linear(1,h) -> [act] -> (Linear(h,h) -> [act]) x

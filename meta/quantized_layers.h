@@ -1,7 +1,7 @@
 #pragma once
-// QConv2d / QLinear: conv and fc layers whose forward computes with W^ = Q(A(Wm)) (METAQUANT.md
-// sections 2 and 4 step 3). Wm = W for plain (STE) training, for evaluation and for MetaQuant's
-// first step; from MetaQuant's second step on, the trainer attaches a meta gradient and
+// QConv2d / QLinear: conv and fc layers whose forward computes with W^ = Q(A(Wm))
+// (docs/metaquant.md §3 and §5 step 3). Wm = W for plain (STE) training, for evaluation and for
+// MetaQuant's first step; from its second step on, the trainer attaches a meta gradient and
 //   Wm = W - lr * (c*G + sg(W.grad - c*G))   (value W - lr*W.grad; d/dphi through -lr*c*G,
 //                                              identity into W), c = calibration of the current W,
 // and QLinear's bias bm = b - lr * sg(b.grad). Each layer keeps, from its last forward, W~ (the

@@ -1,12 +1,12 @@
 #pragma once
-// The trainers of METAQUANT.md:
-//  - SteTrainer (section 5): plain training of a model built with QuantizedLayerFactory
+// The trainers of docs/metaquant.md:
+//  - SteTrainer (§8.1): plain training of a model built with QuantizedLayerFactory
 //    (with default layers it is the full-precision trainer)
 //    (forward with W^ = Q(A(W)), STE backward, PyTorch SGD / Adam without weight decay);
-//  - MetaQuantTrainer (section 4, steps 1-6): the meta network generates every quantized
+//  - MetaQuantTrainer (§5, steps 1-6): the meta network generates every quantized
 //    layer's gradient from (g_W^, W~) of the previous step; the optimizee's rule refines it;
 //    the meta network learns through Wm = W - lr*(c*G + sg(W.grad - c*G)).
-// Also the learning-rate schedules of section 6 and an epoch loop over either trainer.
+// Also the learning-rate schedules of §8.2 and an epoch loop over either trainer.
 // Test evaluation is mq::evaluate (meta/train_loop.h): eval mode quantizes Q(A(W)) of the
 // current W with no meta update.
 //
@@ -104,9 +104,9 @@ class MetaQuantTrainer : public QuantTrainer {
   int64_t t_ = 0;
 };
 
-// Section 6 schedules. "N" (an integer): lr *= 0.1 after every epoch e with (e+1) % N == 0.
-// "adaptive": lr *= 0.1 once the epoch's mean training loss has not improved on the best for
-// 3 epochs in a row (the count restarts after each decay).
+// The schedules of docs/metaquant.md §8.2. "N" (an integer): lr *= 0.1 after every epoch e with
+// (e+1) % N == 0. "adaptive": lr *= 0.1 once the epoch's mean training loss has not improved on
+// the best for 3 epochs in a row (the count restarts after each decay).
 class LrSchedule {
  public:
   static LrSchedule parse(const std::string& text);  // "30", "adaptive"

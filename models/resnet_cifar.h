@@ -1,7 +1,8 @@
 #pragma once
-// ResNet for CIFAR (depth 6n+2: 20, 32, 44, 56, 110; 8 for quick tests) exactly as METAQUANT.md section 1, with
-// PyTorch state_dict names. Convs and fc come from a LayerFactory, so the same model can be
-// built with quantized layers; weight_layers() lists them for the trainers (22 in ResNet20).
+// ResNet for CIFAR (depth 6n+2: 20, 32, 44, 56, 110; 8 for quick tests) exactly as
+// docs/metaquant.md §2, with PyTorch state_dict names. Convs and fc come from a LayerFactory, so
+// the same model can be built with quantized layers; weight_layers() lists them for the trainers
+// (22 in ResNet20).
 #include <string>
 #include <utility>
 #include <vector>

@@ -36,7 +36,7 @@ import torch.nn as nn
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "pth")
 
 
-# ResNet20 for CIFAR with the state_dict names of METAQUANT.md section 1: the same definition
+# ResNet20 for CIFAR with the state_dict names of docs/metaquant.md §2: the same definition
 # the PyTorch side of the whole-step benchmark uses.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
 from resnet_step_torch import ResNetCifar  # noqa: E402

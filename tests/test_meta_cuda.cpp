@@ -96,7 +96,8 @@ TEST_CASE("MetaQuant steps CUDA vs CPU", "[cuda][meta]") {
     for (size_t k = 0; k < sa.size(); ++k) {
       if (sa[k].second.dtype() != DType::f32) continue;
       INFO(sa[k].first);
-      // Adam-refined: a near-zero gradient may flip sign between devices (golden/README.md).
+      // Adam-refined: a near-zero gradient may flip sign between devices
+      // (docs/metaquant.md §11.2).
       CloseReport rep = compare(sb[k].second.to(Device::cpu()), sa[k].second, 1e-2, 0);
       CHECK(rep.ok);
     }

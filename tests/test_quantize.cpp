@@ -37,7 +37,7 @@ std::vector<QuantSpec> all_specs() {
   return specs;
 }
 
-// The plain formula of METAQUANT.md section 2 (and the ternary example) in double.
+// The plain formula of docs/metaquant.md §3 (and the ternary example, §3.4) in double.
 struct Reference {
   std::vector<double> w_tilde, w_hat, scale, grad, calib;
 };

@@ -53,7 +53,7 @@ struct QuantBenchReport {
   std::vector<QuantBenchRow> rows;
 };
 
-// Every quantized weight of ResNet20 (METAQUANT.md section 1), distinct sizes with a label.
+// Every quantized weight of ResNet20 (docs/metaquant.md §2), distinct sizes with a label.
 std::vector<BenchSize> resnet20_sizes();
 // The default sizes: resnet20_sizes() plus 1M and 16M elements.
 std::vector<BenchSize> default_sizes();

@@ -2,9 +2,9 @@
 // Optimizers over a list of parameter tensors, reading each parameter's .grad (parameters
 // without a gradient are skipped, as in PyTorch). Two ways to use one:
 //  - step(): the PyTorch 1.13 update (SGD, SGD with momentum/weight decay, Adam);
-//  - refine() then descend(): MetaQuant (METAQUANT.md section 4 step 6). refine() rewrites each
-//    .grad into the optimizer's refined direction d (advancing its state), descend() applies
-//    p -= lr * p.grad.
+//  - refine() then descend(): MetaQuant (docs/metaquant.md §5 step 6, §7.2). refine()
+//    rewrites each .grad into the optimizer's refined direction d (advancing its state),
+//    descend() applies p -= lr * p.grad.
 // Optimizers hold tensor handles: build them after moving the model to its device.
 #include <map>
 #include <memory>
@@ -94,8 +94,8 @@ class Adam : public Optimizer {
 };
 
 // "SGD", "SGD-M" or "Adam" (the reference's -o values). With `metaquant`, the refinement
-// hyperparameters of METAQUANT.md (SGD-M: momentum 0.9 + wd 5e-4; Adam: wd 5e-4); without,
-// the baselines' plain PyTorch optimizers (SGD-M: momentum 0.9, no weight decay).
+// hyperparameters of docs/metaquant.md §6.10 (SGD-M: momentum 0.9 + wd 5e-4; Adam: wd 5e-4);
+// without, the baselines' plain PyTorch optimizers (SGD-M: momentum 0.9, no weight decay).
 std::unique_ptr<Optimizer> make_optimizer(const std::string& kind, std::vector<Tensor> params,
                                           double lr, bool metaquant);
 

@@ -1,5 +1,5 @@
 #pragma once
-// Meta-network kernels (METAQUANT.md section 3): raw pointers and sizes, no engine types.
+// Meta-network kernels (docs/metaquant.md §4, §9): raw pointers and sizes, no engine types.
 // One call processes the weights of every quantized layer at once (n = all their elements,
 // concatenated). Backward functions ADD into their gradient outputs (the op layer zeroes them
 // and may call once per chunk of rows); CPU reductions use a fixed row partition, so results do

@@ -1,5 +1,5 @@
 #pragma once
-// Per-element math of the meta networks (METAQUANT.md section 3): the single source of truth for
+// Per-element math of the meta networks (docs/metaquant.md §4): the single source of truth for
 // the CPU loops (meta_cpu.cpp) and the CUDA kernels (meta.cu).
 //
 // Every weight element is one row of the meta network's batch. The fused kernels never hold the

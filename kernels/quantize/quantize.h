@@ -12,7 +12,7 @@
 // kernel bits (quantizer_table.h): for dorefa the requested 1..kMaxDorefaBits, which selects a
 // compile-time instantiation (check_quantize_args throws mq::Error otherwise).
 //
-// backward: the STE rule of METAQUANT.md, g_w from (w, g_hat, scale of the forward).
+// backward: the STE rule of docs/metaquant.md §3, g_w from (w, g_hat, scale of the forward).
 // calibration: dW^/dW as the STE sees it (dorefa (1 - tanh^2 W) / m with m from this w; 1 else).
 #include <cstddef>
 #include <cstdint>

@@ -1,5 +1,5 @@
 #pragma once
-// Per-element math of the weight quantizers (METAQUANT.md section 2): the single source of truth
+// Per-element math of the weight quantizers (docs/metaquant.md §3): the single source of truth
 // for the CPU loops (quantize_cpu.cpp) and the CUDA kernels (quantize.cu). Everything here is
 // MQ_HD, branch-free where it sits in a hot loop (so the CPU loops vectorize), and written with
 // explicit fma() wherever a multiply feeds an add, so host and device round identically and the
