@@ -1,7 +1,6 @@
 #include "data/cifar.h"
 
 #include <filesystem>
-#include <fstream>
 
 #include "kernels/base/error.h"
 #include "engine/io/file.h"
@@ -101,34 +100,6 @@ Dataset load_cifar(const std::string& dir, CifarVariant v, bool train) {
   }
   all.name = cifar_name(v);
   return all;
-}
-
-void write_cifar_file(const std::string& path, const Dataset& d, CifarVariant v) {
-  d.validate();
-  MQ_CHECK(d.channels == 3 && d.height == 32 && d.width == 32,
-           "write_cifar_file({}): images are {}x{}x{}, the format needs 3x32x32", path,
-           d.channels, d.height, d.width);
-  MQ_CHECK(d.classes <= cifar_classes(v),
-           "write_cifar_file({}): {} classes do not fit {} ({} classes)", path, d.classes,
-           pretty(v), cifar_classes(v));
-  const size_t record = cifar_record_bytes(v);
-  std::vector<uint8_t> raw(d.size() * record);
-  for (size_t i = 0; i < d.size(); ++i) {
-    uint8_t* r = raw.data() + i * record;
-    const auto label = static_cast<uint8_t>(d.labels[i]);
-    if (v == CifarVariant::cifar10) {
-      r[0] = label;
-    } else {
-      r[0] = static_cast<uint8_t>(label / 5);
-      r[1] = label;
-    }
-    std::copy(d.image(i), d.image(i) + kCifarImageBytes, r + (record - kCifarImageBytes));
-  }
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  MQ_CHECK(out.good(), "write_cifar_file: cannot open {} for writing", path);
-  out.write(reinterpret_cast<const char*>(raw.data()), static_cast<std::streamsize>(raw.size()));
-  out.close();
-  MQ_CHECK(out.good(), "write_cifar_file: writing {} failed (disk full?)", path);
 }
 
 }  // namespace mq

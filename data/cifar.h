@@ -29,8 +29,4 @@ Dataset read_cifar_file(const std::string& path, CifarVariant v);
 // (dir/cifar-10-batches-bin, dir/cifar-100-binary) when the files are not directly in `dir`.
 Dataset load_cifar(const std::string& dir, CifarVariant v, bool train);
 
-// Writes `d` (3x32x32 images, labels < 10 or < 100) in the binary format of `v`. For CIFAR-100
-// the coarse label byte is written as fine / 5 (the reader ignores it).
-void write_cifar_file(const std::string& path, const Dataset& d, CifarVariant v);
-
 }  // namespace mq

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <span>
 
 #include "kernels/base/error.h"
@@ -117,32 +116,6 @@ IdxArray read_idx(const std::string& path) {
            raw.size() - header, raw.size() - header < count ? "truncated" : "longer than declared");
   a.data.assign(raw.begin() + static_cast<std::ptrdiff_t>(header), raw.end());
   return a;
-}
-
-void write_idx(const std::string& path, const IdxArray& a, bool gzip) {
-  uint64_t count = 1;
-  for (auto d : a.dims) count *= d;
-  MQ_CHECK(!a.dims.empty() && a.dims.size() <= 255 && count == a.data.size(),
-           "write_idx({}): {} bytes of data do not fill {} dimensions", path, a.data.size(),
-           a.dims.size());
-  std::vector<uint8_t> bytes = {0, 0, 0x08, static_cast<uint8_t>(a.dims.size())};
-  for (auto d : a.dims)
-    for (int s = 24; s >= 0; s -= 8) bytes.push_back(static_cast<uint8_t>(d >> s));
-  bytes.insert(bytes.end(), a.data.begin(), a.data.end());
-  if (gzip) {
-    gzFile f = gzopen(path.c_str(), "wb");
-    MQ_CHECK(f != nullptr, "write_idx: cannot open {} for writing", path);
-    const int n = gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
-    const int rc = gzclose(f);
-    MQ_CHECK(n == static_cast<int>(bytes.size()) && rc == Z_OK, "write_idx: writing {} failed",
-             path);
-  } else {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    MQ_CHECK(out.good(), "write_idx: cannot open {} for writing", path);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    MQ_CHECK(out.good(), "write_idx: writing {} failed (disk full?)", path);
-  }
 }
 
 Dataset load_idx(const std::string& images_path, const std::string& labels_path, int classes,

@@ -19,8 +19,6 @@ struct IdxArray {
 // Reads a whole IDX file; throws mq::Error naming the file for a missing file, corrupt or
 // truncated gzip stream, bad magic, unsupported element type, or data size not matching dims.
 IdxArray read_idx(const std::string& path);
-// Writes an unsigned-byte IDX file (gzip-compressed when `gzip`). For tests and tools.
-void write_idx(const std::string& path, const IdxArray& array, bool gzip);
 
 // Images (N x H x W, idx3) and labels (N, idx1) as a 1-channel dataset. Images are zero-padded
 // (centered) to pad_to x pad_to when pad_to > 0 (Fashion-MNIST 28x28 -> 32x32). Checks the

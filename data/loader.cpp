@@ -14,20 +14,7 @@ constexpr uint64_t kAugmentStream = 0x4155474dull;    // "AUGM"
 }  // namespace
 
 DataLoader::DataLoader(const Dataset& data, LoaderOptions options)
-    : data_(std::shared_ptr<const Dataset>(&data, [](const Dataset*) {})),
-      options_(std::move(options)),
-      table_(options_.normalization, data.channels) {
-  init();
-}
-
-DataLoader::DataLoader(Dataset&& data, LoaderOptions options)
-    : data_(std::make_shared<const Dataset>(std::move(data))),
-      options_(std::move(options)),
-      table_(options_.normalization, data_->channels) {
-  init();
-}
-
-void DataLoader::init() {
+    : data_(&data), options_(std::move(options)), table_(options_.normalization, data.channels) {
   data_->validate();
   MQ_CHECK(options_.batch > 0, "DataLoader: batch size must be positive");
   MQ_CHECK(data_->size() > 0, "DataLoader: dataset '{}' is empty", data_->name);

@@ -58,8 +58,6 @@ class DataLoader {
  public:
   // Borrows `data`: it must outlive the loader.
   DataLoader(const Dataset& data, LoaderOptions options);
-  // Takes ownership of `data`.
-  DataLoader(Dataset&& data, LoaderOptions options);
   ~DataLoader();
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
@@ -72,10 +70,6 @@ class DataLoader {
   bool next(Batch& batch);
 
   size_t batches_per_epoch() const { return batches_; }
-  size_t size() const { return data_->size(); }  // samples in the dataset
-  const Dataset& dataset() const { return *data_; }
-  const LoaderOptions& options() const { return options_; }
-  int epoch() const { return epoch_; }
 
   // Builds batch `b` of `epoch` directly on the calling thread (the same result next() gives).
   Batch make_batch(int epoch, size_t b) const;
@@ -85,14 +79,13 @@ class DataLoader {
     Batch batch;
     std::exception_ptr error;
   };
-  void init();
   std::shared_ptr<const std::vector<size_t>> make_order(int epoch) const;
   Batch build(const std::vector<size_t>& order, int epoch, size_t b) const;
   void worker_loop();
   // Batch tensors of n samples: recycled from the pool when nobody else holds them any more.
   std::pair<Tensor, Tensor> acquire(size_t n) const;
 
-  std::shared_ptr<const Dataset> data_;
+  const Dataset* data_;  // borrowed: the constructor's `data`
   LoaderOptions options_;
   NormalizeTable table_;
   size_t batches_ = 0;

@@ -38,14 +38,6 @@ bool parse_synthetic(const std::string& name, size_t& train_count) {
 
 }  // namespace
 
-Split parse_split(const std::string& s) {
-  if (s == "train") return Split::train;
-  if (s == "test") return Split::test;
-  fail("unknown split '{}': use train or test", s);
-}
-
-const char* split_name(Split s) { return s == Split::train ? "train" : "test"; }
-
 std::vector<std::string> dataset_names() {
   return {"cifar10", "cifar100", "fashion-mnist", "synthetic"};
 }

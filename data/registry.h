@@ -12,8 +12,6 @@
 namespace mq {
 
 enum class Split { train, test };
-Split parse_split(const std::string& s);  // "train" | "test"
-const char* split_name(Split s);
 
 std::vector<std::string> dataset_names();
 // Throws mq::Error listing the known names for an unknown one, or naming the file that is wrong.

@@ -30,7 +30,6 @@ void set_allow_tf32(bool) {}
 bool allow_tf32() { return false; }
 void set_deterministic(bool) {}
 bool deterministic() { return false; }
-bool sync_debug() { return false; }
 
 PinnedBuffer::PinnedBuffer(size_t) { no_cuda(); }
 PinnedBuffer::~PinnedBuffer() = default;
@@ -39,7 +38,6 @@ PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&&) noexcept { return *this; }
 void PinnedBuffer::upload(void*, size_t, int) { no_cuda(); }
 void PinnedBuffer::wait() {}
 void PinnedBuffer::release() noexcept {}
-void copy_host_to_device_async(void*, const void*, size_t, int) { no_cuda(); }
 
 }  // namespace mq::cuda
 #endif

@@ -70,8 +70,6 @@ class Tensor {
 
   // ---- views and copies ----
   Tensor reshape(const Shape& shape) const;  // shares storage; autograd-aware; one dim may be -1
-  Tensor view(const Shape& shape) const { return reshape(shape); }
-  Tensor flatten() const { return reshape({numel()}); }
   Tensor detach() const;  // shares storage, no autograd history
   Tensor clone() const;   // deep copy on the same device, no history
   Tensor to(Device device) const;

@@ -15,10 +15,5 @@ template <class T>
 using MapMat = Eigen::Map<RowMat<T>>;
 template <class T>
 using CMapMat = Eigen::Map<const RowMat<T>>;
-// A row-major matrix whose rows are `stride` elements apart (a column block of a wider matrix).
-template <class T>
-using CMapStrided = Eigen::Map<const RowMat<T>, 0, Eigen::OuterStride<>>;
-template <class T>
-using MapStrided = Eigen::Map<RowMat<T>, 0, Eigen::OuterStride<>>;
 
 }  // namespace mq::cpu

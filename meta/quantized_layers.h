@@ -43,7 +43,6 @@ class QConv2d : public Conv2d, public Quantized {
   QConv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding,
           QuantSpec spec);
   Tensor effective_weight() override;
-  bool is_quantized() const override { return true; }
 };
 
 class QLinear : public Linear, public Quantized {
@@ -51,7 +50,6 @@ class QLinear : public Linear, public Quantized {
   QLinear(int64_t in, int64_t out, QuantSpec spec);  // quantizes per tensor (bwn-f -> bwn)
   Tensor effective_weight() override;
   Tensor effective_bias() override;
-  bool is_quantized() const override { return true; }
 };
 
 // Builds QConv2d / QLinear with `spec`.

@@ -56,11 +56,8 @@ void save_run_checkpoint(const std::string& path, const ResNetCifar& model,
                   {{"kind", kKind}, {"identity", identity}, {"progress", progress_json(progress)}});
 }
 
-RunProgress read_run_progress(const std::string& path, nlohmann::json* identity) {
-  Checkpoint ck = load_checkpoint(path);
-  RunProgress p = parse_progress(ck.meta, path);
-  if (identity) *identity = ck.meta.value("identity", nlohmann::json::object());
-  return p;
+RunProgress read_run_progress(const std::string& path) {
+  return parse_progress(load_checkpoint(path).meta, path);
 }
 
 RunProgress load_run_checkpoint(const std::string& path, ResNetCifar& model,

@@ -40,7 +40,7 @@ void save_run_checkpoint(const std::string& path, const ResNetCifar& model,
 RunProgress load_run_checkpoint(const std::string& path, ResNetCifar& model,
                                 QuantTrainer& trainer, const nlohmann::json& identity);
 
-// Only the progress and identity (no model needed), e.g. to report a finished run.
-RunProgress read_run_progress(const std::string& path, nlohmann::json* identity = nullptr);
+// Only the progress (no model needed): how far the run in `path` got.
+RunProgress read_run_progress(const std::string& path);
 
 }  // namespace mq

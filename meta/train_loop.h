@@ -1,10 +1,9 @@
 #pragma once
-// The epoch loop shared by the trainers: forward, mean cross-entropy, backward, an update, with
-// running loss/accuracy and throughput reported to a callback; and test evaluation.
+// What a training epoch reports (per step, to a callback, and for the whole epoch; the loop is
+// train_epoch in meta/trainers.h), and test evaluation.
 #include <functional>
 
 #include "data/loader.h"
-#include "engine/optim/optimizer.h"
 #include "models/resnet_cifar.h"
 
 namespace mq {
@@ -27,12 +26,6 @@ struct EpochResult {
   double seconds = 0;
   size_t images = 0;
 };
-
-// One epoch of plain training (full precision, or STE when the model's layers quantize):
-// zero grads, forward in train mode, mean cross-entropy, backward, optimizer.step().
-// A NaN or infinite loss throws mq::Error naming the epoch and batch.
-EpochResult train_epoch(ResNetCifar& model, DataLoader& loader, Optimizer& optimizer,
-                        Device device, int epoch, const StepCallback& on_step = nullptr);
 
 // Accuracy (percent) in eval mode without history.
 double evaluate(ResNetCifar& model, DataLoader& loader, Device device);

@@ -252,11 +252,6 @@ double LrSchedule::after_epoch(int epoch, double loss, double lr) {
   return lr;
 }
 
-std::string LrSchedule::str() const {
-  return every_ > 0 ? fmt::format("x0.1 every {} epochs", every_)
-                    : fmt::format("adaptive (x0.1 after {} epochs without a better loss)", patience_);
-}
-
 // ---- epoch ----
 EpochResult train_epoch(QuantTrainer& trainer, DataLoader& loader, Device device, int epoch,
                         const StepCallback& on_step) {

@@ -57,7 +57,6 @@ class SteTrainer : public QuantTrainer {
   ResNetCifar& model() override { return model_; }
   TensorMap state_dict() const override;
   void load_state_dict(const TensorMap& state) override;
-  Optimizer& optimizer() { return *opt_; }
 
  private:
   ResNetCifar& model_;
@@ -85,12 +84,6 @@ class MetaQuantTrainer : public QuantTrainer {
   TensorMap state_dict() const override;
   void load_state_dict(const TensorMap& state) override;
 
-  int64_t iteration() const { return t_; }  // steps done so far
-  int64_t meta_rows() const { return rows_; }  // weights of all quantized layers
-  Optimizer& optimizee() { return *opt_; }
-  Optimizer& meta_optimizer() { return *meta_opt_; }
-  const std::vector<QuantLayerRef>& layers() const { return layers_; }
-
  private:
   ResNetCifar& model_;
   MetaNet& meta_;
@@ -115,7 +108,6 @@ class LrSchedule {
   // The lr to use after epoch `epoch` (0-based) whose mean training loss was `loss`.
   double after_epoch(int epoch, double loss, double lr);
   static bool should_stop(double lr) { return lr < 1e-6; }
-  std::string str() const;
 
   // The adaptive schedule's memory, saved in checkpoints.
   struct State {
@@ -138,7 +130,8 @@ class LrSchedule {
   int bad_ = 0;
 };
 
-// One epoch with either trainer (train mode; loss, accuracy and throughput as train_epoch).
+// One epoch with either trainer, in train mode: mean loss, accuracy and throughput, and every
+// step reported to `on_step`.
 EpochResult train_epoch(QuantTrainer& trainer, DataLoader& loader, Device device, int epoch,
                         const StepCallback& on_step = nullptr);
 

@@ -39,7 +39,6 @@ class WeightLayer : public Module {
   virtual Kind kind() const = 0;
   // What the forward computes with. Quantized layers override this (quantize on each forward).
   virtual Tensor effective_weight() { return weight; }
-  virtual bool is_quantized() const { return false; }
   // Draws this layer's initial parameters.
   virtual void reset_parameters(InitRng& rng) = 0;
   virtual Tensor forward(const Tensor& x) = 0;

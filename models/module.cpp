@@ -7,10 +7,7 @@
 namespace mq {
 
 void Module::train(bool on) {
-  for (auto& [name, m] : named_modules()) {
-    m->training_ = on;
-    m->on_mode_change();
-  }
+  for (auto& [name, m] : named_modules()) m->training_ = on;
 }
 
 void Module::register_parameter(const std::string& name, Tensor* t) {
@@ -60,12 +57,6 @@ NamedTensors Module::named_parameters() const {
 std::vector<Tensor> Module::parameters() const {
   std::vector<Tensor> out;
   for (auto& [n, t] : named_parameters()) out.push_back(t);
-  return out;
-}
-
-NamedTensors Module::named_buffers() const {
-  NamedTensors out;
-  collect("", false, true, out);
   return out;
 }
 
@@ -137,10 +128,6 @@ void Module::save(const std::string& dir, const std::string& prefix) const {
   save_npy_dir(dir, m, prefix);
 }
 
-void Module::load(const std::string& dir, const std::string& prefix, bool strict) {
-  load_state_dict(load_npy_dir(dir, prefix), strict);
-}
-
 void Module::to(Device device) {
   std::vector<std::pair<std::string, Slot>> slots;
   collect_slots("", slots, true, true);
@@ -167,22 +154,11 @@ void Module::to(DType dtype) {
   }
 }
 
-Device Module::device() const {
-  for (auto& [n, t] : named_parameters()) return t.device();
-  return Device::cpu();
-}
-
 void Module::zero_grad() {
   for (auto& [n, t] : named_parameters()) {
     Tensor h = t;
     h.zero_grad();
   }
-}
-
-int64_t Module::num_parameters() const {
-  int64_t n = 0;
-  for (auto& [name, t] : named_parameters()) n += t.numel();
-  return n;
 }
 
 }  // namespace mq

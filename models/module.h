@@ -31,7 +31,6 @@ class Module {
   // ---- walking ----
   NamedTensors named_parameters() const;
   std::vector<Tensor> parameters() const;
-  NamedTensors named_buffers() const;
   std::vector<std::pair<std::string, Module*>> named_modules();  // pre-order, self first ("")
   const std::vector<std::pair<std::string, Module*>>& children() const { return child_view_; }
 
@@ -44,16 +43,13 @@ class Module {
   void load_state_dict(const TensorMap& state, bool strict = true);
   // `<dir>/<prefix><name>.npy` for every state_dict entry.
   void save(const std::string& dir, const std::string& prefix = "") const;
-  void load(const std::string& dir, const std::string& prefix = "", bool strict = true);
 
   // Moves every tensor to `device` (gradients are dropped). Optimizers hold tensor handles:
   // build them after moving the model.
   void to(Device device);
   // Converts every floating tensor to `dtype` (f32 or f64; f64 replays golden cases exactly).
   void to(DType dtype);
-  Device device() const;
   void zero_grad();  // resets every parameter's .grad (PyTorch set_to_none)
-  int64_t num_parameters() const;
 
  protected:
   // Registration, in PyTorch's order. The pointers must stay valid for the module's lifetime
@@ -69,8 +65,6 @@ class Module {
     add_child(name, std::move(child));
     return raw;
   }
-  // Called after the mode changes (for layers that cache mode-dependent state).
-  virtual void on_mode_change() {}
 
  private:
   struct Slot {

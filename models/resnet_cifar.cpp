@@ -36,8 +36,7 @@ Tensor BasicBlock::forward(const Tensor& x) {
 }
 
 ResNetCifar::ResNetCifar(int depth, int64_t classes, int64_t in_channels, uint64_t seed,
-                         const LayerFactory& f)
-    : depth_(depth), classes_(classes) {
+                         const LayerFactory& f) {
   bool valid = false;
   for (int d : kValidDepths) valid |= d == depth;
   MQ_CHECK(valid, "ResNetCifar: unsupported depth {} (choose 8, 20, 32, 44, 56 or 110)", depth);
@@ -88,12 +87,6 @@ std::vector<std::pair<std::string, WeightLayer*>> ResNetCifar::named_weight_laye
   std::vector<std::pair<std::string, WeightLayer*>> out;
   for (auto& [name, m] : named_modules())
     if (auto* w = dynamic_cast<WeightLayer*>(m)) out.emplace_back(name, w);
-  return out;
-}
-
-std::vector<WeightLayer*> ResNetCifar::weight_layers() {
-  std::vector<WeightLayer*> out;
-  for (auto& [name, w] : named_weight_layers()) out.push_back(w);
   return out;
 }
 

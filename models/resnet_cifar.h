@@ -1,8 +1,8 @@
 #pragma once
 // ResNet for CIFAR (depth 6n+2: 20, 32, 44, 56, 110; 8 for quick tests) exactly as
 // docs/metaquant.md §2, with PyTorch state_dict names. Convs and fc come from a LayerFactory, so
-// the same model can be built with quantized layers; weight_layers() lists them for the trainers
-// (22 in ResNet20).
+// the same model can be built with quantized layers; named_weight_layers() lists them for the
+// trainers (22 in ResNet20).
 #include <string>
 #include <utility>
 #include <vector>
@@ -42,11 +42,7 @@ class ResNetCifar : public Module {
   void reset_parameters(uint64_t seed);
 
   // Every conv and the fc, in state_dict order (conv1, layer1.0.conv1, ..., fc).
-  std::vector<WeightLayer*> weight_layers();
   std::vector<std::pair<std::string, WeightLayer*>> named_weight_layers();
-
-  int depth() const { return depth_; }
-  int64_t classes() const { return classes_; }
 
   Conv2d* conv1;
   BatchNorm2d* bn1;
@@ -58,9 +54,6 @@ class ResNetCifar : public Module {
  private:
   Sequential* make_stage(const std::string& name, int64_t& in_planes, int64_t planes,
                          int64_t stride, int blocks, const LayerFactory& f);
-
-  int depth_;
-  int64_t classes_;
 };
 
 }  // namespace mq

@@ -1,6 +1,8 @@
 // Per-epoch checkpoints and --resume of the real mqtrain process: a run killed mid-epoch
 // (SIGKILL, no clean-up) and resumed ends bit for bit where the uninterrupted run ends; a
-// diverging run keeps its last good checkpoint; mismatched resumes are refused.
+// diverging run keeps its last good checkpoint; mismatched resumes are refused. Faults come from
+// mqtrain_faults (tests/tools/mqtrain_faults.cpp: the same command line with a fault hook);
+// every other run, resumes included, is the shipped mqtrain.
 #include <catch2/catch.hpp>
 
 #include <sys/wait.h>
@@ -34,11 +36,12 @@ struct Exit {
   std::string output;
 };
 
-// Runs mqtrain with `args` (output captured), optionally under MQ_TEST_FAULT.
+// Runs mqtrain with `args` (output captured), or with a `fault` (kill@N, nan@N) mqtrain_faults.
 Exit mqtrain(const fs::path& dir, const std::string& args, const std::string& fault = "") {
   const fs::path out = dir / "output.txt";
-  std::string cmd = (fault.empty() ? "" : "MQ_TEST_FAULT=" + fault + " ") +
-                    std::string(MQ_MQTRAIN) + " " + args + " > " + out.string() + " 2>&1";
+  const std::string tool =
+      fault.empty() ? std::string(MQ_MQTRAIN) : std::string(MQ_MQTRAIN_FAULTS) + " " + fault;
+  std::string cmd = tool + " " + args + " > " + out.string() + " 2>&1";
   int status = std::system(cmd.c_str());
   Exit e;
   if (WIFSIGNALED(status)) e.signal = WTERMSIG(status);  // the shell exec'd mqtrain

@@ -140,12 +140,6 @@ bool allow_tf32() { return g_allow_tf32.load(); }
 void set_deterministic(bool on) { g_deterministic = on; }
 bool deterministic() { return g_deterministic.load(); }
 
-void copy_host_to_device_async(void* dst, const void* src, size_t bytes, int device) {
-  DeviceContext& ctx = context(device);
-  MQ_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx.stream));
-  MQ_CUDA_DEBUG_SYNC(ctx.stream, "copy_host_to_device_async");
-}
-
 // ---- PinnedBuffer ----
 PinnedBuffer::PinnedBuffer(size_t bytes) : bytes_(bytes) {
   if (device_count() == 0) fail("pinned host memory needs a CUDA device; none is visible");

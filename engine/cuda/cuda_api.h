@@ -43,9 +43,6 @@ bool allow_tf32();
 // Restricts cuDNN convolutions to deterministic algorithms (bitwise-reproducible runs).
 void set_deterministic(bool on);
 bool deterministic();
-// True when every launch is followed by a synchronize and error check (MQ_CUDA_SYNC_DEBUG=1 in
-// the environment, or the build flag of the same name). Slow; for locating faulting kernels.
-bool sync_debug();
 
 // ---- pinned host memory for input batches ----
 // Page-locked host buffer: host->device copies from it run asynchronously on the device's stream.
@@ -75,8 +72,5 @@ class PinnedBuffer {
   void* event_ = nullptr;  // cudaEvent_t of the last upload
   int event_device_ = -1;
 };
-// Asynchronous host->device copy on the device's stream (truly async only from pinned memory;
-// the source must stay unchanged until the stream reaches the copy).
-void copy_host_to_device_async(void* dst, const void* src, size_t bytes, int device);
 
 }  // namespace mq::cuda

@@ -1,12 +1,9 @@
 // cuBLAS and cuDNN error reporting of the CUDA backend (CUDA runtime errors and the sync-debug
 // switch are the kernels' own: kernels/cuda/cuda_check.cpp).
-#include "engine/cuda/cuda_api.h"
 #include "engine/cuda/cuda_check.h"
 #include "kernels/base/error.h"
 
 namespace mq::cuda {
-
-bool sync_debug() { return kernels::sync_debug(); }
 
 void raise_cublas_error(cublasStatus_t s, const char* call, const char* file, int line) {
   fail("cuBLAS error {} ({}) at {}:{} in `{}`", cublasGetStatusName(s), cublasGetStatusString(s),

@@ -33,7 +33,6 @@ class ZipReader {
   // The uncompressed bytes of an entry, CRC-checked.
   std::string read(const ZipEntry& entry) const;
   std::string read(std::string_view name) const;  // error when absent
-  const std::string& source() const { return source_; }
 
  private:
   [[noreturn]] void bad(const std::string& what) const;

@@ -33,8 +33,6 @@ class Optimizer {
 
   double lr() const { return lr_; }
   void set_lr(double lr) { lr_ = lr; }
-  const std::vector<Tensor>& params() const { return params_; }
-  const std::string& name() const { return name_; }
 
   // Optimizer state as tensors (for checkpoints): "lr" (f64 scalar) and per parameter index i
   // "<i>.step" (i64 scalar) plus the optimizer's buffers ("<i>.momentum_buffer",

@@ -36,24 +36,6 @@ MQ_HD inline T meta_sigmoid(T x) {
   return T(1) / (T(1) + meta_exp(-x));
 }
 
-template <class T>
-MQ_HD inline T meta_act(MetaAct a, T z) {
-  switch (a) {
-    case MetaAct::relu: return z > T(0) ? z : T(0);
-    case MetaAct::tanh: return meta_tanh(z);
-    default: return z;
-  }
-}
-// d act / dz expressed with the activation's output y = act(z) (and z for relu).
-template <class T>
-MQ_HD inline T meta_act_grad(MetaAct a, T z, T y) {
-  switch (a) {
-    case MetaAct::relu: return z > T(0) ? T(1) : T(0);
-    case MetaAct::tanh: return T(1) - y * y;
-    default: return T(1);
-  }
-}
-
 // ---- collapsed linear meta nets (activation none) ----
 // FC-Grad: G = s * g_hat (u = g_hat, v = null). MultiFC: G = g_hat * (s * W~) (u = W~, v = g_hat).
 template <class T>

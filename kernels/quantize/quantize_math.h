@@ -84,12 +84,6 @@ MQ_HD_INLINE void dorefa_forward_element(T w, T m, T& w_tilde, T& w_hat) {
   w_hat = T(2) * (q / n) - T(1);
 }
 
-// The integer code round(n W~) in 0..n, what a deployment would store.
-template <class T, int Bits>
-MQ_HD_INLINE int dorefa_code(T w_tilde) {
-  return static_cast<int>(round_half_even(T(dorefa_levels<Bits>()) * w_tilde));
-}
-
 // STE: g_W~ = 2 g_W^ [|W~| <= 1] (always 1: W~ lies in [0, 1] by construction, since
 // |tanh W| <= m), then through W~ = tanh(W)/(2 sg(m)) + 1/2: g_W = g_W^ (1 - tanh^2 W) / m.
 template <bool SmallW = false, class T>
