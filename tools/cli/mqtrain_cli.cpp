@@ -12,6 +12,7 @@
 #include "engine/io/pth.h"
 #include "engine/parallel.h"
 #include "meta/golden_quant.h"
+#include "kernels/quantize/quantizer_table.h"
 #include "tools/progress.h"
 
 namespace mq::tools {
@@ -111,14 +112,19 @@ int mqtrain_main(int argc, char** argv, const RunHooks& extra) {
   add_training(*pretrain, o);
   pretrain->add_option("--save", o.save_dir, "directory for the final model state (.npy files)");
 
+  // -q and -bw from the quantizer table (kernels/quantize/quantizer_table.h).
+  const std::string quantizer_help = kernels::quantizer_names("|") + " (-q)";
+  const std::string bits_help = fmt::format("weight bits {}..{} (-bw)", kernels::table_min_bits(),
+                                            kernels::table_max_bits());
+  const CLI::Range bits_range(kernels::table_min_bits(), kernels::table_max_bits());
   auto* quantize = app.add_subcommand("quantize", "quantize a model: STE baseline or MetaQuant");
   add_common(*quantize, o);
   add_training(*quantize, o);
   quantize->add_option("--backward,--meta", o.backward, "ste|MultiFC|FC-Grad|LSTMFC (-meta)")
       ->capture_default_str();
-  quantize->add_option("--quantize", o.quantizer, "dorefa|bwn|bwn-f|ternary (-q)")
+  quantize->add_option("--quantize", o.quantizer, quantizer_help)
       ->capture_default_str();
-  quantize->add_option("--bits", o.bits, "weight bits 1..8 (-bw)")->check(CLI::Range(1, 8))
+  quantize->add_option("--bits", o.bits, bits_help)->check(bits_range)
       ->capture_default_str();
   quantize->add_option("--hidden", o.hidden, "meta network hidden size (-hidden)")
       ->check(CLI::Range(1, 100000))->capture_default_str();
@@ -137,8 +143,8 @@ int mqtrain_main(int argc, char** argv, const RunHooks& extra) {
   eval->add_option("--pretrained", o.pretrained, "model state: .npy directory, checkpoint or .pth")
       ->required();
   eval->add_flag("--quantized", eval_quantized, "evaluate with quantized weights Q(A(W))");
-  eval->add_option("--quantize", o.quantizer, "dorefa|bwn|bwn-f|ternary (-q)");
-  eval->add_option("--bits", o.bits, "weight bits 1..8 (-bw)")->check(CLI::Range(1, 8));
+  eval->add_option("--quantize", o.quantizer, quantizer_help);
+  eval->add_option("--bits", o.bits, bits_help)->check(bits_range);
 
   std::string pth_in, pth_out;
   auto* import = app.add_subcommand("import-pth", "convert a PyTorch state dict to .npy files");
