@@ -3,13 +3,16 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <map>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include <fmt/ranges.h>
 
 #include "benchmarks/harness/bench_timer.h"
 #include "engine/cuda/cuda_api.h"
+#include "meta/op_index.h"
 
 namespace mq::test {
 
@@ -114,6 +117,40 @@ const OpRegistry& op_registry() {
     return r;
   }();
   return registry;
+}
+
+// The registry is complete: a new op in the index fails here until it has cases.
+TEST_CASE("op harness: every op of meta/op_index.h has an entry in every mode", "[ops][harness]") {
+  std::set<std::string> index;
+#define MQ_INDEX_NAME(name, header) index.insert(#name);
+  MQ_FOR_EACH_OP(MQ_INDEX_NAME)
+#undef MQ_INDEX_NAME
+  struct Coverage {
+    int formula = 0, grad = 0, cuda = 0, perf = 0;
+  };
+  std::map<std::string, Coverage> covered;
+  const OpRegistry& reg = op_registry();
+  for (const OpCase& c : reg.cases()) {
+    INFO(c.title() << ": an entry for an op that is not in meta/op_index.h");
+    CHECK(index.count(c.op) == 1);
+    Coverage& k = covered[c.op];
+    k.formula += c.reference ? 1 : 0;
+    k.grad += c.gradcheck ? 1 : 0;
+    k.cuda += c.cuda ? 1 : 0;
+    k.perf += c.perf ? 1 : 0;
+  }
+  for (const std::string& op : index) {
+    INFO("op " << op << " (meta/op_index.h): add its cases to a tests/op_cases_*.cpp");
+    CHECK(covered.count(op) == 1);  // names every missing op, not only the first
+    if (!covered.count(op)) continue;
+    const Coverage& k = covered[op];
+    CHECK(k.formula > 0);
+    CHECK(k.cuda > 0);
+    CHECK(k.perf > 0);
+    const std::string* why = reg.no_gradcheck_reason(op);
+    INFO("gradient check: " << (why ? *why : "none registered and no reason given"));
+    CHECK((k.grad > 0) != (why != nullptr));
+  }
 }
 
 bool op_selected(const std::string& op) {
