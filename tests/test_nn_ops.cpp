@@ -1,6 +1,6 @@
-// NN ops (conv2d, matmul, linear, global_avg_pool, batch_norm, cross_entropy, count_correct):
-// forward against plain loops, gradients against finite differences (f64), BN running-stat
-// semantics, and argument errors.
+// NN ops beyond their formulas, gradient checks and CUDA comparisons (those are the op
+// harness's, tests/op_cases_*.cpp): batch norm bit for bit as PyTorch, cross-entropy's stability,
+// argmax ties, a chain of ops, and argument errors.
 #include <omp.h>
 
 #include <array>
@@ -11,131 +11,6 @@
 
 using namespace mq;
 using namespace mq::test;
-
-namespace {
-
-constexpr double kF64Tol = 1e-10;  // f64 backend vs f64 plain loops
-// f32 conv/GEMM sums hundreds of products: relative error grows with the depth of the sum.
-constexpr double kF32SumAbs = 1e-4;
-constexpr double kF32SumRel = 1e-4;
-
-struct ConvCase {
-  int64_t n, c, h, w, k, r, s, stride, pad;
-};
-
-Tensor naive_conv(const Tensor& xt, const Tensor& wt, int64_t stride, int64_t pad) {
-  auto x = to_doubles(xt), w = to_doubles(wt);
-  const int64_t n = xt.size(0), c = xt.size(1), h = xt.size(2), wd = xt.size(3);
-  const int64_t k = wt.size(0), r = wt.size(2), s = wt.size(3);
-  const int64_t p = (h + 2 * pad - r) / stride + 1, q = (wd + 2 * pad - s) / stride + 1;
-  std::vector<double> y(n * k * p * q, 0.0);
-  for (int64_t ni = 0; ni < n; ++ni)
-    for (int64_t ki = 0; ki < k; ++ki)
-      for (int64_t pi = 0; pi < p; ++pi)
-        for (int64_t qi = 0; qi < q; ++qi) {
-          double acc = 0;
-          for (int64_t ci = 0; ci < c; ++ci)
-            for (int64_t ri = 0; ri < r; ++ri)
-              for (int64_t si = 0; si < s; ++si) {
-                const int64_t ih = pi * stride - pad + ri, iw = qi * stride - pad + si;
-                if (ih < 0 || ih >= h || iw < 0 || iw >= wd) continue;
-                acc += x[((ni * c + ci) * h + ih) * wd + iw] * w[((ki * c + ci) * r + ri) * s + si];
-              }
-          y[((ni * k + ki) * p + pi) * q + qi] = acc;
-        }
-  return Tensor::from_vector(y, {n, k, p, q});
-}
-
-// Plain-loop adjoints of naive_conv: gx and gw for output gradient gy.
-void naive_conv_backward(const Tensor& xt, const Tensor& wt, const Tensor& gyt, int64_t stride,
-                         int64_t pad, Tensor& gx_out, Tensor& gw_out) {
-  auto x = to_doubles(xt), w = to_doubles(wt), gy = to_doubles(gyt);
-  const int64_t n = xt.size(0), c = xt.size(1), h = xt.size(2), wd = xt.size(3);
-  const int64_t k = wt.size(0), r = wt.size(2), s = wt.size(3);
-  const int64_t p = gyt.size(2), q = gyt.size(3);
-  std::vector<double> gx(x.size(), 0.0), gw(w.size(), 0.0);
-  for (int64_t ni = 0; ni < n; ++ni)
-    for (int64_t ki = 0; ki < k; ++ki)
-      for (int64_t pi = 0; pi < p; ++pi)
-        for (int64_t qi = 0; qi < q; ++qi) {
-          const double g = gy[((ni * k + ki) * p + pi) * q + qi];
-          for (int64_t ci = 0; ci < c; ++ci)
-            for (int64_t ri = 0; ri < r; ++ri)
-              for (int64_t si = 0; si < s; ++si) {
-                const int64_t ih = pi * stride - pad + ri, iw = qi * stride - pad + si;
-                if (ih < 0 || ih >= h || iw < 0 || iw >= wd) continue;
-                const int64_t xi = ((ni * c + ci) * h + ih) * wd + iw;
-                const int64_t wi = ((ki * c + ci) * r + ri) * s + si;
-                gx[xi] += g * w[wi];
-                gw[wi] += g * x[xi];
-              }
-        }
-  gx_out = Tensor::from_vector(gx, xt.shape());
-  gw_out = Tensor::from_vector(gw, wt.shape());
-}
-
-const std::vector<ConvCase> kConvCases = {
-    // n  c  h  w  k  r  s  stride pad
-    {2, 3, 8, 8, 4, 3, 3, 1, 1},     // first-conv like, channels 3
-    {1, 1, 5, 7, 2, 3, 3, 1, 1},     // batch 1, channel 1, non-square
-    {3, 4, 9, 6, 5, 3, 3, 2, 1},     // stride 2, odd sizes
-    {2, 4, 8, 8, 6, 1, 1, 1, 0},     // 1x1 pointwise
-    {2, 4, 8, 8, 6, 1, 1, 2, 0},     // 1x1 stride 2 (ResNet downsample)
-    {2, 2, 7, 5, 3, 3, 2, 1, 0},     // padding 0, non-square kernel
-    {1, 3, 4, 4, 2, 5, 5, 1, 2},     // kernel covering the whole input
-    {2, 16, 10, 10, 16, 3, 3, 1, 1}, // deeper CRS
-    {2, 8, 9, 9, 4, 3, 3, 3, 0},     // stride 3
-};
-
-std::string conv_name(const ConvCase& c) {
-  return fmt::format("conv n{} c{} {}x{} k{} {}x{} stride {} pad {}", c.n, c.c, c.h, c.w, c.k,
-                     c.r, c.s, c.stride, c.pad);
-}
-
-}  // namespace
-
-TEST_CASE("conv2d forward matches a 7-loop convolution", "[nn]") {
-  for (const auto& cc : kConvCases) {
-    for (DType dt : {DType::f32, DType::f64}) {
-      Tensor x = randn({cc.n, cc.c, cc.h, cc.w}, 11, dt);
-      Tensor w = randn({cc.k, cc.c, cc.r, cc.s}, 12, dt);
-      Tensor y = conv2d(x, w, {cc.stride, cc.pad});
-      Tensor want = naive_conv(x, w, cc.stride, cc.pad);
-      const double tol = dt == DType::f32 ? kF32SumAbs : kF64Tol;
-      require_close(y, want, tol, tol, conv_name(cc) + " " + dtype_name(dt));
-    }
-  }
-}
-
-TEST_CASE("conv2d backward matches plain-loop adjoints", "[nn]") {
-  for (const auto& cc : kConvCases) {
-    for (DType dt : {DType::f32, DType::f64}) {
-      Tensor x = randn({cc.n, cc.c, cc.h, cc.w}, 21, dt).set_requires_grad();
-      Tensor w = randn({cc.k, cc.c, cc.r, cc.s}, 22, dt).set_requires_grad();
-      Tensor y = conv2d(x, w, {cc.stride, cc.pad});
-      Tensor gy = randn(y.shape(), 23, dt);
-      y.backward(gy);
-      Tensor gx, gw;
-      naive_conv_backward(x, w, gy, cc.stride, cc.pad, gx, gw);
-      const double tol = dt == DType::f32 ? kF32SumAbs : kF64Tol;
-      require_close(x.grad(), gx, tol, tol, conv_name(cc) + " grad x");
-      require_close(w.grad(), gw, tol, tol, conv_name(cc) + " grad w");
-    }
-  }
-}
-
-TEST_CASE("conv2d gradients match finite differences", "[nn][grad]") {
-  for (const auto& cc : {ConvCase{2, 3, 5, 5, 4, 3, 3, 1, 1}, ConvCase{1, 2, 6, 5, 3, 3, 3, 2, 1},
-                         ConvCase{2, 3, 4, 4, 2, 1, 1, 2, 0}, ConvCase{1, 2, 5, 4, 2, 2, 3, 1, 0}}) {
-    Tensor x = randn({cc.n, cc.c, cc.h, cc.w}, 31).set_requires_grad();
-    Tensor w = randn({cc.k, cc.c, cc.r, cc.s}, 32).set_requires_grad();
-    Conv2dParams p{cc.stride, cc.pad};
-    gradcheck([p](auto& in) { return conv2d(in[0], in[1], p); }, {x, w}, conv_name(cc));
-  }
-  // Only the weight requires grad (the first conv's input never does).
-  Tensor x = randn({2, 3, 4, 4}, 33), w = randn({2, 3, 3, 3}, 34).set_requires_grad();
-  gradcheck([](auto& in) { return conv2d(in[0], in[1], {1, 1}); }, {x, w}, "conv weight only");
-}
 
 TEST_CASE("conv2d rejects bad arguments", "[nn]") {
   Tensor x = Tensor::zeros({2, 3, 8, 8}), w = Tensor::zeros({4, 3, 3, 3});
@@ -152,54 +27,6 @@ TEST_CASE("conv2d rejects bad arguments", "[nn]") {
                       Catch::Contains("f32 or f64"));
 }
 
-TEST_CASE("matmul and linear match plain formulas", "[nn]") {
-  // Includes a product large enough to take the multithreaded GEMM path.
-  for (auto [m, k, n] : {std::tuple{1, 1, 1}, {3, 5, 2}, {7, 64, 10}, {200, 150, 120}}) {
-    for (DType dt : {DType::f32, DType::f64}) {
-      Tensor a = randn({m, k}, 41, dt), b = randn({k, n}, 42, dt), bias = randn({n}, 43, dt);
-      auto va = to_doubles(a), vb = to_doubles(b), vbias = to_doubles(bias);
-      std::vector<double> ab(m * n), lin(m * n);
-      for (int i = 0; i < m; ++i)
-        for (int j = 0; j < n; ++j) {
-          double s = 0, t = 0;
-          for (int l = 0; l < k; ++l) {
-            s += va[i * k + l] * vb[l * n + j];
-            t += va[i * k + l] * vb[l * n + j];
-          }
-          ab[i * n + j] = s;
-          lin[i * n + j] = t + vbias[j];
-        }
-      const double tol = dt == DType::f32 ? kF32SumAbs : kF64Tol;
-      require_close(matmul(a, b), Tensor::from_vector(ab, {m, n}), tol, tol, "matmul");
-      // linear takes weight [out, in]: pass b^T laid out as [n, k].
-      std::vector<double> bt(n * k);
-      for (int l = 0; l < k; ++l)
-        for (int j = 0; j < n; ++j) bt[j * k + l] = vb[l * n + j];
-      Tensor wt = Tensor::from_vector(bt, {n, k}).to(dt);
-      require_close(linear(a, wt, bias), Tensor::from_vector(lin, {m, n}), tol, tol, "linear");
-      require_close(linear(a, wt, Tensor()), Tensor::from_vector(ab, {m, n}), tol, tol,
-                    "linear without bias");
-    }
-  }
-}
-
-TEST_CASE("matmul and linear gradients match finite differences", "[nn][grad]") {
-  gradcheck([](auto& in) { return matmul(in[0], in[1]); },
-            {randn({3, 4}, 51).set_requires_grad(), randn({4, 5}, 52).set_requires_grad()},
-            "matmul");
-  gradcheck([](auto& in) { return linear(in[0], in[1], in[2]); },
-            {randn({4, 6}, 53).set_requires_grad(), randn({3, 6}, 54).set_requires_grad(),
-             randn({3}, 55).set_requires_grad()},
-            "linear");
-  gradcheck([](auto& in) { return linear(in[0], in[1], Tensor()); },
-            {randn({2, 5}, 56).set_requires_grad(), randn({4, 5}, 57).set_requires_grad()},
-            "linear without bias");
-  // Bias without grad, input without grad.
-  gradcheck([](auto& in) { return linear(in[0], in[1], in[2]); },
-            {randn({2, 5}, 58), randn({4, 5}, 59).set_requires_grad(), randn({4}, 60)},
-            "linear weight only");
-}
-
 TEST_CASE("matmul and linear reject bad shapes", "[nn]") {
   REQUIRE_THROWS_WITH(matmul(Tensor::zeros({2, 3}), Tensor::zeros({4, 2})),
                       Catch::Contains("inner dimensions"));
@@ -211,78 +38,11 @@ TEST_CASE("matmul and linear reject bad shapes", "[nn]") {
                       Catch::Contains("2 dimensions"));
 }
 
-TEST_CASE("global_avg_pool matches the mean and finite differences", "[nn][grad]") {
-  Tensor x = randn({3, 4, 5, 6}, 61, DType::f32);
-  auto v = to_doubles(x);
-  std::vector<double> want(12);
-  for (int i = 0; i < 12; ++i) {
-    double s = 0;
-    for (int j = 0; j < 30; ++j) s += v[i * 30 + j];
-    want[i] = s / 30;
-  }
-  require_close(global_avg_pool(x), Tensor::from_vector(want, {3, 4}), kF32Abs, kF32Rel, "gap");
-  gradcheck([](auto& in) { return global_avg_pool(in[0]); },
-            {randn({2, 3, 4, 3}, 62).set_requires_grad()}, "global_avg_pool");
+TEST_CASE("global_avg_pool rejects bad shapes", "[nn]") {
   REQUIRE_THROWS_WITH(global_avg_pool(Tensor::zeros({2, 3})), Catch::Contains("4 dimensions"));
 }
 
 // ---- batch norm ----
-
-namespace {
-struct BnRef {
-  std::vector<double> y, mean, var_biased, var_unbiased;
-};
-BnRef naive_bn(const Tensor& xt, const std::vector<double>& w, const std::vector<double>& b,
-               double eps) {
-  auto x = to_doubles(xt);
-  const int64_t n = xt.size(0), c = xt.size(1), hw = xt.numel() / (n * c);
-  BnRef r;
-  r.y.resize(x.size());
-  for (int64_t ci = 0; ci < c; ++ci) {
-    double s = 0, ss = 0;
-    for (int64_t ni = 0; ni < n; ++ni)
-      for (int64_t i = 0; i < hw; ++i) s += x[(ni * c + ci) * hw + i];
-    const double m = s / double(n * hw);
-    for (int64_t ni = 0; ni < n; ++ni)
-      for (int64_t i = 0; i < hw; ++i) ss += std::pow(x[(ni * c + ci) * hw + i] - m, 2);
-    const double var = ss / double(n * hw);
-    r.mean.push_back(m);
-    r.var_biased.push_back(var);
-    r.var_unbiased.push_back(ss / double(n * hw - 1));
-    for (int64_t ni = 0; ni < n; ++ni)
-      for (int64_t i = 0; i < hw; ++i) {
-        const int64_t idx = (ni * c + ci) * hw + i;
-        r.y[idx] = (x[idx] - m) / std::sqrt(var + eps) * w[ci] + b[ci];
-      }
-  }
-  return r;
-}
-}  // namespace
-
-TEST_CASE("batch_norm training follows PyTorch: batch stats, running stats with n/(n-1)",
-          "[nn]") {
-  for (Shape shape : {Shape{4, 3, 5, 6}, Shape{8, 5}, Shape{1, 2, 3, 3}}) {
-    for (DType dt : {DType::f32, DType::f64}) {
-      const int64_t c = shape[1];
-      Tensor x = randn(shape, 71, dt, 2.0);
-      x = add_scalar(x, 0.7);  // nonzero mean
-      Tensor w = randn({c}, 72, dt), b = randn({c}, 73, dt);
-      Tensor rm = randn({c}, 74, dt), rv = uniform({c}, 75, 0.5, 2.0, dt);
-      auto rm0 = to_doubles(rm), rv0 = to_doubles(rv);
-      BnRef ref = naive_bn(x, to_doubles(w), to_doubles(b), 1e-5);
-      Tensor y = batch_norm(x, w, b, rm, rv, {true, 0.1, 1e-5});
-      const double tol = dt == DType::f32 ? 1e-5 : kF64Tol;
-      require_close(y, Tensor::from_vector(ref.y, shape), tol, tol, "bn train y");
-      std::vector<double> want_rm(c), want_rv(c);
-      for (int64_t i = 0; i < c; ++i) {
-        want_rm[i] = 0.9 * rm0[i] + 0.1 * ref.mean[i];
-        want_rv[i] = 0.9 * rv0[i] + 0.1 * ref.var_unbiased[i];
-      }
-      require_close(rm, Tensor::from_vector(want_rm, {c}), tol, tol, "running_mean");
-      require_close(rv, Tensor::from_vector(want_rv, {c}), tol, tol, "running_var");
-    }
-  }
-}
 
 namespace {
 // Exact floats: (u / 2^24 - 0.5) * scale + offset with u a 24-bit hash of i (scale a power of 2).
@@ -391,57 +151,6 @@ TEST_CASE("batch_norm rounds bit for bit as PyTorch's CPU batch norm", "[nn]") {
   omp_set_num_threads(saved);
 }
 
-TEST_CASE("batch_norm eval uses the running statistics and leaves them alone", "[nn]") {
-  Tensor x = randn({3, 2, 4, 4}, 81), w = randn({2}, 82), b = randn({2}, 83);
-  Tensor rm = Tensor::from_vector<double>({0.5, -1.0}, {2});
-  Tensor rv = Tensor::from_vector<double>({2.0, 0.25}, {2});
-  Tensor y = batch_norm(x, w, b, rm, rv, {false, 0.1, 1e-3});
-  auto vx = to_doubles(x), vw = to_doubles(w), vb = to_doubles(b);
-  double m[2] = {0.5, -1.0}, v[2] = {2.0, 0.25};
-  std::vector<double> want(vx.size());
-  for (size_t i = 0; i < vx.size(); ++i) {
-    const int c = (i / 16) % 2;
-    want[i] = (vx[i] - m[c]) / std::sqrt(v[c] + 1e-3) * vw[c] + vb[c];
-  }
-  require_close(y, Tensor::from_vector(want, x.shape()), kF64Tol, kF64Tol, "bn eval");
-  REQUIRE(rm.to_vector<double>() == std::vector<double>{0.5, -1.0});
-  REQUIRE(rv.to_vector<double>() == std::vector<double>{2.0, 0.25});
-  // affine off: weight and bias undefined
-  Tensor y2 = batch_norm(x, Tensor(), Tensor(), rm, rv, {false, 0.1, 1e-3});
-  for (size_t i = 0; i < vx.size(); ++i) {
-    const int c = (i / 16) % 2;
-    want[i] = (vx[i] - m[c]) / std::sqrt(v[c] + 1e-3);
-  }
-  require_close(y2, Tensor::from_vector(want, x.shape()), kF64Tol, kF64Tol, "bn eval no affine");
-}
-
-TEST_CASE("batch_norm gradients match finite differences (train and eval)", "[nn][grad]") {
-  for (Shape shape : {Shape{3, 2, 3, 4}, Shape{5, 3}}) {
-    for (bool training : {true, false}) {
-      const int64_t c = shape[1];
-      Tensor rm = randn({c}, 91), rv = uniform({c}, 92, 0.5, 1.5);
-      auto f = [&](auto& in) {
-        return batch_norm(in[0], in[1], in[2], rm, rv, {training, 0.1, 1e-5});
-      };
-      std::string what = std::string("batch_norm ") + (training ? "train " : "eval ") +
-                         shape_str(shape);
-      gradcheck(f,
-                {randn(shape, 93, DType::f64, 1.5).set_requires_grad(),
-                 randn({c}, 94).set_requires_grad(), randn({c}, 95).set_requires_grad()},
-                what);
-      // affine off
-      gradcheck([&](auto& in) { return batch_norm(in[0], Tensor(), Tensor(), rm, rv,
-                                                  {training, 0.1, 1e-5}); },
-                {randn(shape, 96).set_requires_grad()}, what + " no affine");
-      // parameters only (x constant)
-      gradcheck(f,
-                {randn(shape, 97), randn({c}, 98).set_requires_grad(),
-                 randn({c}, 99).set_requires_grad()},
-                what + " params only");
-    }
-  }
-}
-
 TEST_CASE("batch_norm rejects bad arguments", "[nn]") {
   Tensor rm = Tensor::zeros({3}), rv = Tensor::full({3}, 1.0);
   Tensor x = Tensor::zeros({2, 3, 4, 4});
@@ -460,35 +169,11 @@ TEST_CASE("batch_norm rejects bad arguments", "[nn]") {
 
 // ---- cross-entropy and accuracy ----
 
-TEST_CASE("cross_entropy matches log-softmax, is stable, accepts i32 and i64 labels", "[nn]") {
-  Tensor z = randn({5, 7}, 101, DType::f64, 3.0);
-  std::vector<int64_t> lab{0, 6, 3, 3, 1};
-  auto vz = to_doubles(z);
-  double want = 0;
-  for (int i = 0; i < 5; ++i) {
-    double s = 0;
-    for (int j = 0; j < 7; ++j) s += std::exp(vz[i * 7 + j]);
-    want += std::log(s) - vz[i * 7 + lab[i]];
-  }
-  want /= 5;
-  Tensor l64 = Tensor::from_vector(lab, {5});
-  Tensor l32 = Tensor::from_vector(std::vector<int32_t>(lab.begin(), lab.end()), {5});
-  REQUIRE(cross_entropy(z, l64).item() == Approx(want).epsilon(1e-12));
-  REQUIRE(cross_entropy(z, l32).item() == Approx(want).epsilon(1e-12));
-  REQUIRE(cross_entropy(z.to(DType::f32), l64).item() == Approx(want).epsilon(1e-5));
-  // Huge logits: no overflow. Row 0 is confidently right, row 1 confidently wrong by 2000.
+TEST_CASE("cross_entropy is stable for huge logits", "[nn]") {
+  // Row 0 is confidently right, row 1 confidently wrong by 2000: no overflow.
   Tensor big = Tensor::from_vector<float>({1000, -1000, -1000, 1000}, {2, 2});
   Tensor lb = Tensor::from_vector<int64_t>({0, 0}, {2});
   REQUIRE(cross_entropy(big, lb).item() == Approx(1000.0));
-}
-
-TEST_CASE("cross_entropy gradient matches finite differences", "[nn][grad]") {
-  Tensor labels = Tensor::from_vector<int64_t>({2, 0, 1, 2}, {4});
-  gradcheck([&](auto& in) { return cross_entropy(in[0], labels); },
-            {randn({4, 3}, 111, DType::f64, 2.0).set_requires_grad()}, "cross_entropy");
-  Tensor l32 = Tensor::from_vector<int32_t>({1, 4}, {2});
-  gradcheck([&](auto& in) { return mul_scalar(cross_entropy(in[0], l32), 3.0); },
-            {randn({2, 5}, 112).set_requires_grad()}, "cross_entropy i32 scaled");
 }
 
 TEST_CASE("cross_entropy and count_correct reject bad labels", "[nn]") {

@@ -1,12 +1,14 @@
-// Weight quantizers (kernels/quantize, models/quantize_op): CPU kernels against plain scalar
-// formulas for every quantizer and bitwidth, edge cases, the STE backward against the formula
-// and against finite differences of the STE surrogate, calibration, parsing and errors.
+// Weight quantizers (kernels/quantize, models/quantize_op) beyond their formulas, STE gradient
+// checks and CUDA comparisons (those are the op harness's, tests/op_cases_quantize.cpp): f32
+// tanh, rounding ties, the STE against an engine-op surrogate, calibration's relation to the STE,
+// sharing, parsing and errors, PyTorch's summation order, thread counts.
 #include <omp.h>
 
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "tests/quant_specs.h"
 #include "kernels/quantize/quantize.h"
 #include "kernels/quantize/torch_order_sum.h"
 #include "models/quantize_op.h"
@@ -17,136 +19,10 @@ using namespace mq::test;
 using kernels::Quantizer;
 
 namespace {
-constexpr double kTanhUlps = 4;               // our f32 tanh vs the exact value
-constexpr double kF32ScaleRel = 1e-6;         // f32 scales (m, alpha, a) vs the f64 formula
-constexpr double kF32TildeAbs = 2e-7 * 4;     // f32 W~ in [0, 1] vs the f64 formula
-constexpr double kTieWindow = 1e-5;           // |n W~ - (j + 1/2)| under this: either code is fine
-constexpr double kF64Exact = 1e-14;
-constexpr double kF32GradRel = 1e-5;          // f32 STE gradient / calibration
-constexpr double kF32GradAbs = 1e-6;          // ... plus this / m (dorefa's cancellation)
-constexpr double kF64GradRel = 1e-12;
+constexpr double kTanhUlps = 4;  // our f32 tanh vs the exact value
 
-const Quantizer kAll[] = {Quantizer::dorefa, Quantizer::bwn, Quantizer::bwn_f, Quantizer::ternary};
+std::vector<QuantSpec> all_specs() { return test::table_specs(); }
 
-std::vector<QuantSpec> all_specs() {
-  std::vector<QuantSpec> specs;
-  for (int b = 1; b <= 8; ++b) specs.push_back({Quantizer::dorefa, b});
-  specs.push_back({Quantizer::bwn, 1});
-  specs.push_back({Quantizer::bwn_f, 1});
-  specs.push_back({Quantizer::ternary, 2});
-  return specs;
-}
-
-// The plain formula of docs/metaquant.md §3 (and the ternary example, §3.4) in double.
-struct Reference {
-  std::vector<double> w_tilde, w_hat, scale, grad, calib;
-};
-Reference reference(const std::vector<double>& w, const std::vector<double>& g, QuantSpec spec,
-                    int64_t channels, bool f32) {
-  const size_t n = w.size(), per = n / channels;
-  Reference r;
-  r.w_tilde.resize(n), r.w_hat.resize(n), r.grad.resize(n), r.calib.assign(n, 1.0);
-  if (spec.kind == Quantizer::dorefa) {
-    const double levels = (1 << spec.bits) - 1;
-    double m = 0;
-    for (double x : w) m = std::max(m, std::fabs(std::tanh(x)));
-    r.scale = {m};
-    for (size_t i = 0; i < n; ++i) {
-      const double t = std::tanh(w[i]);
-      r.w_tilde[i] = m > 0 ? t / (2 * m) + 0.5 : 0.5;
-      r.w_hat[i] = 2 * (std::nearbyint(levels * r.w_tilde[i]) / levels) - 1;
-      r.grad[i] = m > 0 ? 2 * g[i] * (r.w_tilde[i] <= 1) / (2 * m) * (1 - t * t) : 0;
-      r.calib[i] = m > 0 ? (1 - t * t) / m : 0;
-    }
-    return r;
-  }
-  r.w_tilde = w;
-  std::vector<double> a(channels), delta(channels, 0.0);
-  for (int64_t k = 0; k < channels; ++k) {
-    double s = 0;
-    for (size_t i = k * per; i < (k + 1) * per; ++i) s += std::fabs(w[i]);
-    a[k] = s / per;
-  }
-  if (spec.kind == Quantizer::ternary) {
-    // the kernel's threshold arithmetic, in the kernel's precision (decides which side ties go)
-    delta[0] = f32 ? double(0.7f * float(a[0])) : 0.7 * a[0];
-    double s = 0, c = 0;
-    for (double x : w)
-      if (std::fabs(x) > delta[0]) s += std::fabs(x), c += 1;
-    a[0] = c > 0 ? s / c : 0;
-  }
-  r.scale = a;
-  for (size_t i = 0; i < n; ++i) {
-    const size_t k = i / per;
-    const double sgn = (w[i] > 0) - (w[i] < 0);
-    const bool keep = spec.kind != Quantizer::ternary || std::fabs(w[i]) > delta[k];
-    r.w_hat[i] = keep ? a[k] * sgn : 0;
-    r.grad[i] = std::fabs(w[i]) <= 1 ? a[k] * g[i] : 0;
-  }
-  return r;
-}
-
-int64_t channels_for(const Shape& shape, QuantSpec spec) {
-  return spec.kind == Quantizer::bwn_f && !shape.empty() ? shape[0] : 1;
-}
-
-// Runs the op (forward + STE backward with seed g) and compares with the reference.
-void check_against_formula(const Tensor& w_in, QuantSpec spec, uint64_t seed) {
-  const bool f32 = w_in.dtype() == DType::f32;
-  INFO(spec_str(spec) << " on " << w_in.describe());
-  Tensor W = w_in.clone().set_requires_grad();
-  Tensor G = randn(W.shape(), seed, W.dtype());
-  QuantizeResult r = quantize(W, spec);
-  r.w_hat.backward(G);
-  Tensor c = calibration(W, spec);
-
-  const auto w = to_doubles(W), g = to_doubles(G);
-  const int64_t channels = channels_for(W.shape(), spec);
-  Reference ref = reference(w, g, spec, channels, f32);
-  const auto wt = to_doubles(r.w_tilde), wh = to_doubles(r.w_hat), sc = to_doubles(r.scale);
-  const auto gw = to_doubles(W.grad()), cal = to_doubles(c);
-  REQUIRE(r.w_tilde.shape() == W.shape());
-  REQUIRE(r.scale.numel() == channels);
-  REQUIRE(r.w_tilde_is_w == (spec.kind != Quantizer::dorefa));
-
-  const double scale_tol = f32 ? kF32ScaleRel : kF64Exact;
-  for (int64_t k = 0; k < channels; ++k) {
-    INFO("scale[" << k << "] " << sc[k] << " vs " << ref.scale[k]);
-    REQUIRE(std::fabs(sc[k] - ref.scale[k]) <= scale_tol * std::fabs(ref.scale[k]));
-  }
-  const double levels = (1 << kernel_bits(spec)) - 1;
-  for (size_t i = 0; i < w.size(); ++i) {
-    INFO("element " << i << " w " << w[i] << " W~ " << wt[i] << " (ref " << ref.w_tilde[i]
-                    << ") W^ " << wh[i] << " (ref " << ref.w_hat[i] << ")");
-    REQUIRE(std::fabs(wt[i] - ref.w_tilde[i]) <= (f32 ? kF32TildeAbs : kF64Exact));
-    if (spec.kind == Quantizer::dorefa) {
-      REQUIRE(wt[i] >= 0.0);
-      REQUIRE(wt[i] <= 1.0);
-      const double x = levels * ref.w_tilde[i];
-      const bool near_tie = f32 && std::fabs(x - std::floor(x) - 0.5) < kTieWindow * levels;
-      const double code = std::round((wh[i] + 1) / 2 * levels);
-      const double ref_code = std::nearbyint(x);
-      REQUIRE(std::fabs(wh[i] - (2 * (code / levels) - 1)) <= (f32 ? 1e-6 : kF64Exact));
-      if (!near_tie) REQUIRE(code == ref_code);
-      else REQUIRE(std::fabs(code - ref_code) <= 1);
-    } else {
-      REQUIRE(std::fabs(wh[i] - ref.w_hat[i]) <= scale_tol * std::fabs(ref.w_hat[i]));
-    }
-    // f32 dorefa: 1 - tanh^2 cancels where tanh saturates (absolute error ~ 2 ulp(1) / m)
-    const double rel = f32 ? kF32GradRel : kF64GradRel;
-    const double inv_m = spec.kind == Quantizer::dorefa && ref.scale[0] > 0 ? 1 / ref.scale[0] : 0;
-    const double abs_c = f32 ? kF32GradAbs * inv_m : 0;
-    INFO("grad " << gw[i] << " (ref " << ref.grad[i] << ") calib " << cal[i] << " (ref "
-                 << ref.calib[i] << ")");
-    REQUIRE(std::fabs(gw[i] - ref.grad[i]) <= rel * std::fabs(ref.grad[i]) + abs_c * std::fabs(g[i]));
-    REQUIRE(std::fabs(cal[i] - ref.calib[i]) <= rel * std::fabs(ref.calib[i]) + abs_c);
-  }
-}
-
-std::vector<Shape> test_shapes() {
-  return {Shape{1}, Shape{3}, Shape{17}, Shape{16, 3, 3, 3}, Shape{3, 5, 1, 1},
-          Shape{10, 64},  Shape{64, 32, 3, 3}, Shape{7, 5779}};  // last: threaded, odd sizes
-}
 }  // namespace
 
 TEST_CASE("f32 tanh is within a few ulp and odd", "[quantize]") {
@@ -176,37 +52,9 @@ TEST_CASE("rounding is half to even", "[quantize]") {
   }
 }
 
-TEST_CASE("quantizers match the plain formulas (CPU, f32 and f64)", "[quantize]") {
-  uint64_t seed = 1;
-  for (const Shape& shape : test_shapes())
-    for (QuantSpec spec : all_specs())
-      for (DType dt : {DType::f32, DType::f64}) {
-        // weights of a trained net are small; mix in large ones so tanh saturates too
-        check_against_formula(randn(shape, seed, dt, 0.1), spec, seed + 100);
-        check_against_formula(randn(shape, seed + 7, dt, 3.0), spec, seed + 200);
-        ++seed;
-      }
-}
-
-TEST_CASE("quantizer edge cases", "[quantize]") {
-  for (QuantSpec spec : all_specs())
-    for (DType dt : {DType::f32, DType::f64}) {
-      // all zero: m = alpha = a = 0; dorefa W~ = 1/2 (tie: n/2 rounds to even)
-      check_against_formula(Tensor::zeros({4, 3}, dt), spec, 1);
-      // one element, huge magnitudes, exact zeros among others (dorefa: W~ = 1/2 exactly)
-      check_against_formula(Tensor::from_vector<double>({-2.5}, {1}).to(dt), spec, 2);
-      check_against_formula(
-          Tensor::from_vector<double>({1e30, -1e30, 0, 0.25, -0.25, 1, -1, 1e-30, 0}, {9}).to(dt),
-          spec, 3);
-      // negative zeros among others (dorefa: the scale comes from |w|, which is +0 for -0)
-      check_against_formula(Tensor::from_vector<double>({-0.0, 0.3, -0.0, -0.6}, {4}).to(dt), spec, 5);
-      check_against_formula(Tensor::from_vector<double>({-0.0, -0.0}, {2}).to(dt), spec, 6);
-      // all equal magnitudes: ternary keeps every element (delta = 0.7 |w| < |w|)
-      check_against_formula(Tensor::from_vector<double>({0.5, -0.5, 0.5, 0.5}, {2, 2}).to(dt),
-                            spec, 4);
-    }
+TEST_CASE("dorefa rounds the tie at a zero weight to even", "[quantize]") {
   // the ties themselves: a zero weight sits exactly at W~ = 1/2, n W~ = 2^(k-1) - 1/2
-  for (int bits = 1; bits <= 8; ++bits) {
+  for (int bits = kernels::kMinDorefaBits; bits <= kernels::kMaxDorefaBits; ++bits) {
     Tensor w = Tensor::from_vector<float>({0.f, 0.3f, -0.7f}, {3});
     auto wh = quantize(w, {Quantizer::dorefa, bits}).w_hat.to_vector<float>();
     const double n = (1 << bits) - 1, even = bits == 1 ? 0 : (1 << (bits - 1));
@@ -216,31 +64,9 @@ TEST_CASE("quantizer edge cases", "[quantize]") {
   REQUIRE(z.w_hat.to_vector<float>() == std::vector<float>(5, -1.f));  // round(0.5) = 0
 }
 
-TEST_CASE("STE gradient equals finite differences of the STE surrogate", "[quantize][grad]") {
-  // The STE rule is the exact derivative of a smooth surrogate with the scale frozen:
-  // dorefa tanh(W) / m, bwn/bwn-f/ternary scale * W on |W| <= 1.
-  for (QuantSpec spec : all_specs()) {
-    INFO(spec_str(spec));
-    Tensor W = randn({4, 3, 2, 2}, 11, DType::f64, 0.7).set_requires_grad();
-    Tensor G = randn(W.shape(), 12, DType::f64);
-    QuantizeResult r = quantize(W, spec);
-    r.w_hat.backward(G);
-    const auto w = to_doubles(W), g = to_doubles(G), gw = to_doubles(W.grad()),
-               sc = to_doubles(r.scale);
-    const int64_t per = W.numel() / r.scale.numel();
-    auto surrogate = [&](double x, size_t i) {
-      return spec.kind == Quantizer::dorefa ? std::tanh(x) / sc[0] : sc[i / per] * x;
-    };
-    const double eps = kGradCheckEps;
-    for (size_t i = 0; i < w.size(); ++i) {
-      if (std::fabs(std::fabs(w[i]) - 1) < 1e-3) continue;  // the STE window's edge
-      double numeric = g[i] * (surrogate(w[i] + eps, i) - surrogate(w[i] - eps, i)) / (2 * eps);
-      if (spec.kind != Quantizer::dorefa && std::fabs(w[i]) > 1) numeric = 0;
-      INFO("element " << i << " analytic " << gw[i] << " numeric " << numeric);
-      REQUIRE(std::fabs(gw[i] - numeric) <= kGradCheckTol * (1 + std::fabs(numeric)));
-    }
-  }
-  // and against the same surrogate composed of engine ops (independent implementation)
+TEST_CASE("dorefa STE equals the gradient of its surrogate in engine ops", "[quantize][grad]") {
+  // The STE against finite differences of its surrogate is the op harness's gradient check;
+  // here against the same surrogate composed of engine ops (an independent implementation).
   Tensor W = randn({6, 5}, 13, DType::f64, 0.5).set_requires_grad();
   Tensor G = randn(W.shape(), 14, DType::f64);
   quantize(W, {Quantizer::dorefa, 3}).w_hat.backward(G);
@@ -293,13 +119,17 @@ TEST_CASE("quantizer specs parse, print and reject bad input", "[quantize]") {
   REQUIRE(parse_quantizer("bwn-f") == Quantizer::bwn_f);
   REQUIRE(parse_quantizer("bwn_f") == Quantizer::bwn_f);
   REQUIRE(parse_quantizer("ternary") == Quantizer::ternary);
-  for (Quantizer q : kAll) REQUIRE(parse_quantizer(quantizer_str(q)) == q);
+  for (const auto& row : kernels::kQuantizerTable)
+    REQUIRE(parse_quantizer(quantizer_str(row.kind)) == row.kind);
   REQUIRE(spec_str({Quantizer::dorefa, 4}) == "dorefa-4bit");
   REQUIRE_THROWS_WITH(parse_quantizer("xnor"), Catch::Contains("dorefa, bwn, bwn-f, ternary"));
   Tensor W = randn({3, 4}, 1, DType::f32);
-  REQUIRE_THROWS_WITH(quantize(W, {Quantizer::dorefa, 0}), Catch::Contains("use 1..8"));
-  REQUIRE_THROWS_WITH(quantize(W, {Quantizer::dorefa, 9}), Catch::Contains("use 1..8"));
-  REQUIRE_THROWS_WITH(calibration(W, {Quantizer::bwn, 12}), Catch::Contains("use 1..8"));
+  const int max_bits = kernels::kMaxDorefaBits;
+  REQUIRE_THROWS_WITH(quantize(W, {Quantizer::dorefa, 0}), Catch::Contains(test::dorefa_bits_hint()));
+  REQUIRE_THROWS_WITH(quantize(W, {Quantizer::dorefa, max_bits + 1}),
+                      Catch::Contains(test::dorefa_bits_hint()));
+  REQUIRE_THROWS_WITH(calibration(W, {Quantizer::bwn, max_bits + 4}),
+                      Catch::Contains(test::dorefa_bits_hint()));
   REQUIRE_THROWS_WITH(quantize(Tensor::zeros({3}, DType::i32), {}), Catch::Contains("f32 or f64"));
   REQUIRE_THROWS_WITH(quantize(Tensor::zeros({0}), {}), Catch::Contains("empty"));
   REQUIRE_THROWS_WITH(quantize(Tensor(), {}), Catch::Contains("undefined"));
