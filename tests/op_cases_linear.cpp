@@ -37,6 +37,14 @@ const std::vector<Mkn> kSizes = {{1, 1, 1},   {3, 5, 2},    {3, 4, 5},    {5, 7,
                                  {200, 150, 120}};
 constexpr int64_t kGradcheckMaxElements = 64;
 
+// A perf case times the product only: no reference, no CUDA comparison. True for one.
+bool perf_only(OpCase& c, Mkn s, bool perf) {
+  c.perf = perf;
+  c.perf_flops = 2.0 * s.m * s.k * s.n;
+  if (perf) c.cuda = false;
+  return perf;
+}
+
 void add_matmul(OpRegistry& r, Mkn s, bool perf = false) {
   OpCase& c = r.add("matmul", s.str());
   c.build = from_inputs({normal({s.m, s.k}, 41).grad(), normal({s.k, s.n}, 42).grad()},
@@ -44,12 +52,7 @@ void add_matmul(OpRegistry& r, Mkn s, bool perf = false) {
                           return std::vector<Tensor>{matmul(in[0], in[1])};
                         });
   c.f32_tol = {kF32SumAbs, kF32SumRel};
-  c.perf = perf;
-  c.perf_flops = 2.0 * s.m * s.k * s.n;
-  if (perf) {
-    c.cuda = false;
-    return;
-  }
+  if (perf_only(c, s, perf)) return;
   c.reference = [](const HostTensors& in, DType) {
     return std::vector<Expected>{gemm_ref(in[0], in[1], false)};
   };
@@ -72,12 +75,7 @@ void add_linear(OpRegistry& r, Mkn s, bool with_bias, bool weight_only, bool per
     return std::vector<Tensor>{linear(in[0], in[1], with_bias ? in[2] : Tensor())};
   });
   c.f32_tol = {kF32SumAbs, kF32SumRel};
-  c.perf = perf;
-  c.perf_flops = 2.0 * s.m * s.k * s.n;
-  if (perf) {
-    c.cuda = false;
-    return;
-  }
+  if (perf_only(c, s, perf)) return;
   c.reference = [with_bias](const HostTensors& in, DType) {
     HostTensor y = gemm_ref(in[0], in[1], true);
     if (with_bias)

@@ -12,15 +12,6 @@ namespace mq::test {
 
 namespace {
 
-MetaNetConfig cfg(MetaKind k, int64_t h, int num_fc = 3, MetaAct a = MetaAct::none) {
-  MetaNetConfig c;
-  c.kind = k;
-  c.hidden = h;
-  c.num_fc = num_fc;
-  c.act = a;
-  return c;
-}
-
 struct MetaCase {
   MetaNetConfig config;
   uint64_t net_seed;
@@ -185,31 +176,31 @@ void add_meta_cases(OpRegistry& r) {
     OpCase& c = add_meta_gradient(r, m, 0.01, {tol32 * 1e-2, tol32}, {tol64 * 1e-2, tol64});
     if (gradcheck) c.gradcheck = kGradCheckTol;
   };
-  add({cfg(K::fc_grad, 16), 1, 300, false, 11}, 1e-10, 2e-4, true);
-  for (int k = 2; k <= 4; ++k) add({cfg(K::multi_fc, 16, k), 2, 300, false, 11}, 1e-10, 2e-4, true);
+  add({MetaNetConfig{K::fc_grad, 16}, 1, 300, false, 11}, 1e-10, 2e-4, true);
+  for (int k = 2; k <= 4; ++k) add({MetaNetConfig{K::multi_fc, 16, k}, 2, 300, false, 11}, 1e-10, 2e-4, true);
   for (MetaAct a : {MetaAct::relu, MetaAct::tanh}) {
-    add({cfg(K::multi_fc, 16, 3, a), 3, 200, false, 11}, 1e-10, 2e-4, true);
-    add({cfg(K::fc_grad, 16, 2, a), 3, 200, false, 11}, 1e-10, 2e-4, true);
+    add({MetaNetConfig{K::multi_fc, 16, 3, a}, 3, 200, false, 11}, 1e-10, 2e-4, true);
+    add({MetaNetConfig{K::fc_grad, 16, 2, a}, 3, 200, false, 11}, 1e-10, 2e-4, true);
   }
-  add({cfg(K::lstm_fc, 12), 4, 300, false, 11}, 1e-10, 2e-4, true);
-  add({cfg(K::lstm_fc, 12), 4, 300, true, 11}, 1e-10, 2e-4, true);
-  add({cfg(K::lstm_fc, 12), 4, 9000, true, 11}, 1e-9, 2e-3, false);
+  add({MetaNetConfig{K::lstm_fc, 12}, 4, 300, false, 11}, 1e-10, 2e-4, true);
+  add({MetaNetConfig{K::lstm_fc, 12}, 4, 300, true, 11}, 1e-10, 2e-4, true);
+  add({MetaNetConfig{K::lstm_fc, 12}, 4, 9000, true, 11}, 1e-9, 2e-3, false);
   // Small enough for central differences of every parameter (g_hat ~ N(0, 0.3)).
-  for (MetaNetConfig m : {cfg(K::fc_grad, 5), cfg(K::multi_fc, 5, 2), cfg(K::multi_fc, 5, 4),
-                          cfg(K::lstm_fc, 5)}) {
+  for (MetaNetConfig m : {MetaNetConfig{K::fc_grad, 5}, MetaNetConfig{K::multi_fc, 5, 2}, MetaNetConfig{K::multi_fc, 5, 4},
+                          MetaNetConfig{K::lstm_fc, 5}}) {
     OpCase& c = add_meta_gradient(r, {m, 9, 40, false, 21}, 0.3, {2e-6, 2e-4}, {1e-12, 1e-10});
     c.gradcheck = kGradCheckTol;
   }
-  add_meta_gradient(r, {cfg(K::lstm_fc, 5), 9, 40, true, 21}, 0.3, {2e-6, 2e-4}, {1e-12, 1e-10})
+  add_meta_gradient(r, {MetaNetConfig{K::lstm_fc, 5}, 9, 40, true, 21}, 0.3, {2e-6, 2e-4}, {1e-12, 1e-10})
       .gradcheck = kGradCheckTol;
   // CUDA's sizes: collapsed FC-Grad and MultiFC over many blocks, tiny n, LSTMFC with zero and
   // carried state, an odd hidden size (too large for the plain-op reference in f64: CUDA only).
-  for (const MetaCase& m : std::vector<MetaCase>{{cfg(K::fc_grad, 100), 3, 100000, false, 1},
-                                                 {cfg(K::multi_fc, 100, 3), 3, 100000, false, 1},
-                                                 {cfg(K::multi_fc, 16, 4), 3, 7, false, 1},
-                                                 {cfg(K::lstm_fc, 100), 3, 50000, false, 1},
-                                                 {cfg(K::lstm_fc, 100), 3, 50000, true, 1},
-                                                 {cfg(K::lstm_fc, 37), 3, 3001, true, 1}}) {
+  for (const MetaCase& m : std::vector<MetaCase>{{MetaNetConfig{K::fc_grad, 100}, 3, 100000, false, 1},
+                                                 {MetaNetConfig{K::multi_fc, 100, 3}, 3, 100000, false, 1},
+                                                 {MetaNetConfig{K::multi_fc, 16, 4}, 3, 7, false, 1},
+                                                 {MetaNetConfig{K::lstm_fc, 100}, 3, 50000, false, 1},
+                                                 {MetaNetConfig{K::lstm_fc, 100}, 3, 50000, true, 1},
+                                                 {MetaNetConfig{K::lstm_fc, 37}, 3, 3001, true, 1}}) {
     OpCase& c = add_meta_gradient(r, m, 0.01, {}, {});
     if (m.n > 10000) c.reference = nullptr, c.grad_reference = nullptr;
     else c.f32_tol = {2e-6, 2e-4}, c.f64_tol = {1e-12, 1e-10};
@@ -254,8 +245,8 @@ void add_meta_cases(OpRegistry& r) {
     }
 
   // perf: ResNet20's 0.27M weights; an LSTMFC at a size the CPU times in seconds.
-  for (const MetaCase& m : std::vector<MetaCase>{{cfg(K::multi_fc, 100, 3), 3, 270000, false, 1},
-                                                 {cfg(K::lstm_fc, 100), 3, 20000, true, 1}}) {
+  for (const MetaCase& m : std::vector<MetaCase>{{MetaNetConfig{K::multi_fc, 100, 3}, 3, 270000, false, 1},
+                                                 {MetaNetConfig{K::lstm_fc, 100}, 3, 20000, true, 1}}) {
     OpCase& c = add_meta_gradient(r, m, 0.01, {}, {});
     c.reference = nullptr;
     c.grad_reference = nullptr;

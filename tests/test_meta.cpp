@@ -14,21 +14,8 @@
 using namespace mq;
 using namespace mq::test;
 
-namespace {
-
-MetaNetConfig cfg(MetaKind k, int64_t h, int num_fc = 3, MetaAct a = MetaAct::none) {
-  MetaNetConfig c;
-  c.kind = k;
-  c.hidden = h;
-  c.num_fc = num_fc;
-  c.act = a;
-  return c;
-}
-
-}  // namespace
-
 TEST_CASE("meta nets: names, shapes and PyTorch default init bounds", "[meta]") {
-  MetaNet fc(cfg(MetaKind::fc_grad, 100));
+  MetaNet fc(MetaNetConfig{MetaKind::fc_grad, 100});
   auto p = fc.named_parameters();
   REQUIRE(p.size() == 2);
   REQUIRE(p[0].first == "linear1.weight");
@@ -38,7 +25,7 @@ TEST_CASE("meta nets: names, shapes and PyTorch default init bounds", "[meta]") 
   for (double v : to_doubles(p[0].second)) REQUIRE(std::abs(v) <= 1.0);  // fan_in 1
   for (double v : to_doubles(p[1].second)) REQUIRE(std::abs(v) <= 0.1);  // fan_in 100
 
-  MetaNet multi(cfg(MetaKind::multi_fc, 8, 4));
+  MetaNet multi(MetaNetConfig{MetaKind::multi_fc, 8, 4});
   auto m = multi.named_parameters();
   REQUIRE(m.size() == 4);
   REQUIRE(m[0].first == "network.Linear0.weight");
@@ -46,7 +33,7 @@ TEST_CASE("meta nets: names, shapes and PyTorch default init bounds", "[meta]") 
   REQUIRE(m[2].second.shape() == Shape{8, 8});
   REQUIRE(m[3].second.shape() == Shape{1, 8});
 
-  MetaNet lstm(cfg(MetaKind::lstm_fc, 6));
+  MetaNet lstm(MetaNetConfig{MetaKind::lstm_fc, 6});
   auto l = lstm.named_parameters();
   const char* names[] = {"lstm1.weight_ih_l0", "lstm1.weight_hh_l0", "lstm1.bias_ih_l0",
                          "lstm1.bias_hh_l0", "fc1.weight", "fc1.bias"};
@@ -57,8 +44,8 @@ TEST_CASE("meta nets: names, shapes and PyTorch default init bounds", "[meta]") 
     for (double v : to_doubles(t)) REQUIRE(std::abs(v) <= 1 / std::sqrt(6.0));
 
   // Same seed, same weights; another seed differs.
-  MetaNet a(cfg(MetaKind::multi_fc, 8), 5), b(cfg(MetaKind::multi_fc, 8), 5),
-      c(cfg(MetaKind::multi_fc, 8), 6);
+  MetaNet a(MetaNetConfig{MetaKind::multi_fc, 8}, 5), b(MetaNetConfig{MetaKind::multi_fc, 8}, 5),
+      c(MetaNetConfig{MetaKind::multi_fc, 8}, 6);
   require_close(a.parameters()[1], b.parameters()[1], 0, 0);
   REQUIRE(to_doubles(a.parameters()[1]) != to_doubles(c.parameters()[1]));
 
@@ -68,12 +55,12 @@ TEST_CASE("meta nets: names, shapes and PyTorch default init bounds", "[meta]") 
   REQUIRE_THROWS_WITH(parse_meta_kind("GRU"), Catch::Contains("FC-Grad, MultiFC, LSTMFC"));
   REQUIRE(parse_meta_act("") == MetaAct::none);
   REQUIRE(parse_meta_act("relu") == MetaAct::relu);
-  REQUIRE_THROWS(MetaNet(cfg(MetaKind::multi_fc, 8, 1)));
-  REQUIRE_THROWS(MetaNet(cfg(MetaKind::lstm_fc, 8, 3, MetaAct::relu)));
+  REQUIRE_THROWS(MetaNet(MetaNetConfig{MetaKind::multi_fc, 8, 1}));
+  REQUIRE_THROWS(MetaNet(MetaNetConfig{MetaKind::lstm_fc, 8, 3, MetaAct::relu}));
 }
 
 TEST_CASE("meta gradient: LSTM state advances one step per call", "[meta]") {
-  MetaNet net(cfg(MetaKind::lstm_fc, 4), 3);
+  MetaNet net(MetaNetConfig{MetaKind::lstm_fc, 4}, 3);
   Tensor g = randn({10}, 1, DType::f32), x = uniform({10}, 2, 0, 1, DType::f32);
   LstmState s1, s2, r2;
   NoGradGuard ng;
@@ -88,7 +75,7 @@ TEST_CASE("meta gradient: LSTM state advances one step per call", "[meta]") {
 TEST_CASE("split gradient: consumers' slices reach phi in one backward", "[meta]") {
   // The chain meta_gradient -> split_gradient -> metaquant_weight x 2 against plain ops; each
   // op's own formula is the op harness's.
-  MetaNet net(cfg(MetaKind::multi_fc, 6), 3, DType::f64);
+  MetaNet net(MetaNetConfig{MetaKind::multi_fc, 6}, 3, DType::f64);
   Tensor g = randn({10}, 1), x = uniform({10}, 2, -1, 1);
   Tensor W1 = randn({2, 2}, 3).set_requires_grad(), W2 = randn({6}, 4).set_requires_grad();
   Tensor c1 = uniform({2, 2}, 5, 0.5, 1.5), c2 = uniform({6}, 6, 0.5, 1.5);

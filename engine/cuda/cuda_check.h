@@ -18,17 +18,7 @@ namespace mq::cuda {
 
 }  // namespace mq::cuda
 
-#define MQ_CUBLAS_CHECK(call)                                                \
-  do {                                                                       \
-    cublasStatus_t mq_st_ = (call);                                          \
-    if (mq_st_ != CUBLAS_STATUS_SUCCESS)                                     \
-      ::mq::cuda::raise_cublas_error(mq_st_, #call, __FILE__, __LINE__);     \
-  } while (0)
-
-#define MQ_CUDNN_CHECK(call)                                                 \
-  do {                                                                       \
-    cudnnStatus_t mq_st_ = (call);                                           \
-    if (mq_st_ != CUDNN_STATUS_SUCCESS)                                      \
-      ::mq::cuda::raise_cudnn_error(mq_st_, #call, __FILE__, __LINE__);      \
-  } while (0)
-
+#define MQ_CUBLAS_CHECK(call) \
+  MQ_CHECK_STATUS(call, CUBLAS_STATUS_SUCCESS, ::mq::cuda::raise_cublas_error)
+#define MQ_CUDNN_CHECK(call) \
+  MQ_CHECK_STATUS(call, CUDNN_STATUS_SUCCESS, ::mq::cuda::raise_cudnn_error)

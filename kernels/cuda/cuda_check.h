@@ -18,12 +18,15 @@ void debug_sync(cudaStream_t stream, const char* what, const char* file, int lin
 
 }  // namespace mq::kernels
 
-#define MQ_CUDA_CHECK(call)                                                  \
-  do {                                                                       \
-    cudaError_t mq_err_ = (call);                                            \
-    if (mq_err_ != cudaSuccess)                                              \
-      ::mq::kernels::raise_cuda_error(mq_err_, #call, __FILE__, __LINE__);   \
+// Runs `call`; a status other than `ok` goes to raise(status, "call", file, line). The checks of
+// the CUDA runtime here and of cuBLAS and cuDNN (engine/cuda/cuda_check.h) are this one macro.
+#define MQ_CHECK_STATUS(call, ok, raise)                             \
+  do {                                                               \
+    const auto mq_status_ = (call);                                  \
+    if (mq_status_ != (ok)) raise(mq_status_, #call, __FILE__, __LINE__); \
   } while (0)
+
+#define MQ_CUDA_CHECK(call) MQ_CHECK_STATUS(call, cudaSuccess, ::mq::kernels::raise_cuda_error)
 
 #define MQ_CUDA_DEBUG_SYNC(stream, what) \
   ::mq::kernels::debug_sync((stream), (what), __FILE__, __LINE__)
