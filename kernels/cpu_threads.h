@@ -40,4 +40,16 @@ void parallel_segments(int64_t n, int nthreads, Body&& body) {
   }
 }
 
+// body(lo, hi) over [0, n) in chunks of `chunk` elements (a multiple of 16), handed out to the
+// threads as they come free: a thread on a core that another process also wants simply takes
+// fewer chunks instead of holding up the others at the end of a fixed split. Only for bodies
+// whose result does not depend on which thread runs which chunk (no per-thread partial sums).
+template <class Body>
+void parallel_chunks(int64_t n, int64_t chunk, int nthreads, Body&& body) {
+  const int64_t chunks = (n + chunk - 1) / chunk;
+  if (nthreads <= 1 || chunks <= 1) return body(int64_t(0), n);
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic)
+  for (int64_t c = 0; c < chunks; ++c) body(c * chunk, std::min(n, (c + 1) * chunk));
+}
+
 }  // namespace mq::kernels

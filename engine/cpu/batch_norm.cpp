@@ -46,7 +46,7 @@ T* opt_data(Tensor& t) {
 // into one FMA in the AVX2 kernel.
 template <class T>
 void apply_affine(const T* x, T* y, const BnGeom& g, const T* scale, const T* shift) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic, 16)
   for (int64_t n = 0; n < g.n; ++n)
     for (int64_t c = 0; c < g.c; ++c) {
       const T a = scale[c], b = shift[c];
@@ -76,7 +76,7 @@ void forward_train(const Tensor& xt, const Tensor& wt, const Tensor& bt, Tensor&
   const int64_t count = g.n * g.hw;
   const T mom = T(momentum);
   std::vector<T> scale(g.c), shift(g.c);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic)
   for (int64_t c = 0; c < g.c; ++c) {
     T mean, var_sum;
     if (g.hw == 1) {
@@ -208,7 +208,7 @@ void channel_sums(const T* gy, const T* x, const T* mean, const BnGeom& g,
                             std::vector<double>& sg, std::vector<double>& sgx) {
   sg.assign(g.c, 0.0);
   sgx.assign(g.c, 0.0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic)
   for (int64_t c = 0; c < g.c; ++c) {
     const T m = mean[c];
     if (g.hw == 1) {  // ATen's channels-last kernel (see forward_train): sums over N in T
@@ -261,7 +261,7 @@ void backward_train(const Tensor& gyt, const Tensor& xt, const Tensor& wt,
     ck[c] = T(sgx[c]) * invstd[c] * invstd[c] / T(count);
     cm[c] = T(sg[c] / double(count));
   }
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic, 16)
   for (int64_t n = 0; n < g.n; ++n)
     for (int64_t c = 0; c < g.c; ++c) {
       const int64_t off = (n * g.c + c) * g.hw;
@@ -293,7 +293,7 @@ void backward_eval(const Tensor& gyt, const Tensor& xt, const Tensor& wt, const 
   }
   if (T* gx = opt_data<T>(gxt)) {
     // As ATen: gx = dy * invstd * w, multiplied left to right.
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic, 16)
     for (int64_t n = 0; n < g.n; ++n)
       for (int64_t c = 0; c < g.c; ++c) {
         const int64_t off = (n * g.c + c) * g.hw;

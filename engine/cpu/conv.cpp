@@ -167,7 +167,7 @@ inline void epilogue_row(float* dst, const float* src, int64_t n, float a, float
 // The epilogue as its own pass over y, where the conv did not run it in its output copy.
 void apply_epilogue(float* y, const ConvGeom& g, const ConvEpilogue& e) {
   const int64_t pq = g.pq();
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(dynamic, 16)
   for (int64_t n = 0; n < g.n; ++n)
     for (int64_t k = 0; k < g.k; ++k) {
       float* row = y + (n * g.k + k) * pq;
@@ -275,7 +275,7 @@ void forward_shifted(const float* x, const float* wa, float* y, const ConvGeom& 
       for (int64_t si = 0; si < g.s; ++si) rows[col_row(g, ci, ri, si, cb)] = L.tap(g, ci, ri, si);
   // Stride 1 without padding: the phase plane is x_n itself.
   const bool direct = g.stride == 1 && g.pad == 0;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic)
   for (int64_t n = 0; n < g.n; ++n) {
     const float* xn = x + n * g.c * g.h * g.w;
     const float* xp = xn;
@@ -337,14 +337,14 @@ void forward_impl(const Tensor& xt, const Tensor& wt, Tensor& yt, const ConvGeom
       forward_shifted(x, wa, y, g, cb, kc, ep);
       return;
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic)
     for (int64_t n = 0; n < g.n; ++n)
       sgemm(g.k, pq, crs, wa, crs, 1, x + n * g.c * g.h * g.w, pq, y + n * g.k * pq, pq, false, kc);
     if (ep) apply_epilogue(y, g, *ep);
     return;
   }
 #endif
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic)
   for (int64_t n = 0; n < g.n; ++n) {
     const T* xn = x + n * g.c * g.h * g.w;
     const T* col = xn;
@@ -366,7 +366,7 @@ void backward_input_impl(const Tensor& gyt, const Tensor& wt, Tensor& gxt, const
   const T* w = wt.data<T>();
   T* gx = gxt.data<T>();
   const int64_t crs = g.crs(), pq = g.pq(), chw = g.c * g.h * g.w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic)
   for (int64_t n = 0; n < g.n; ++n) {
     // gcol = W^T * gy_n: W^T is read through strides (ars = 1, acs = CRS).
     if (g.pointwise()) {
@@ -380,19 +380,24 @@ void backward_input_impl(const Tensor& gyt, const Tensor& wt, Tensor& gxt, const
   }
 }
 
+// Images per partial sum of the weight gradient. The partials are fixed groups of images, handed
+// to the threads dynamically (a thread on a busy core takes fewer) and added in group order, so
+// the sum is the same at any thread count and under any load.
+constexpr int64_t kWgradImagesPerPartial = 8;
+
 template <class T>
 void backward_weight_impl(const Tensor& gyt, const Tensor& xt, Tensor& gwt, const ConvGeom& g) {
   const T* gy = gyt.data<T>();
   const T* x = xt.data<T>();
   const int64_t crs = g.crs(), pq = g.pq(), kcrs = g.k * crs;
-  const int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), g.n));
-  // Per-thread partial sums of gW^T [CRS, K], reduced (and transposed) at the end.
-  std::vector<T> partial(size_t(threads) * kcrs, T(0));
-#pragma omp parallel num_threads(threads)
-  {
-    T* acc = partial.data() + omp_get_thread_num() * kcrs;
-#pragma omp for schedule(static)
-    for (int64_t n = 0; n < g.n; ++n) {
+  const int64_t groups = (g.n + kWgradImagesPerPartial - 1) / kWgradImagesPerPartial;
+  // Per-group partial sums of gW^T [CRS, K], reduced (and transposed) at the end.
+  std::vector<T> partial(size_t(groups) * kcrs, T(0));
+#pragma omp parallel for schedule(dynamic) if (groups > 1)
+  for (int64_t grp = 0; grp < groups; ++grp) {
+    T* acc = partial.data() + grp * kcrs;
+    const int64_t n1 = std::min(g.n, (grp + 1) * kWgradImagesPerPartial);
+    for (int64_t n = grp * kWgradImagesPerPartial; n < n1; ++n) {
       const T* xn = x + n * g.c * g.h * g.w;
       const T* col = xn;
       if (!g.pointwise()) {
@@ -417,13 +422,16 @@ void backward_weight_impl(const Tensor& gyt, const Tensor& xt, Tensor& gwt, cons
           CMapMat<T>(col, crs, pq) * CMapMat<T>(gyn, g.k, pq).transpose();
     }
   }
+  // Groups added in order into the first partial (contiguous streams), then transposed.
+  T* total = partial.data();
+  for (int64_t grp = 1; grp < groups; ++grp) {
+    const T* part = partial.data() + grp * kcrs;
+#pragma omp simd
+    for (int64_t j = 0; j < kcrs; ++j) total[j] += part[j];
+  }
   T* gw = gwt.data<T>();
   for (int64_t k = 0; k < g.k; ++k)
-    for (int64_t i = 0; i < crs; ++i) {
-      T sum = 0;
-      for (int t = 0; t < threads; ++t) sum += partial[t * kcrs + i * g.k + k];
-      gw[k * crs + i] = sum;
-    }
+    for (int64_t i = 0; i < crs; ++i) gw[k * crs + i] = total[i * g.k + k];
 }
 
 }  // namespace

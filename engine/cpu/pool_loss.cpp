@@ -28,7 +28,7 @@ void global_avg_pool_forward(const Tensor& x, Tensor& y) {
     const T* px = x.data<T>();
     T* py = y.data<T>();
     const T inv = T(1) / T(hw);
-#pragma omp parallel for schedule(static) if (planes * hw > 65536)
+#pragma omp parallel for schedule(dynamic, 16) if (planes * hw > 65536)
     for (int64_t i = 0; i < planes; ++i) {
       T acc = 0;
 #pragma omp simd reduction(+ : acc)
@@ -45,7 +45,7 @@ void global_avg_pool_backward(const Tensor& gy, Tensor& gx) {
     const T* pg = gy.data<T>();
     T* px = gx.data<T>();
     const T inv = T(1) / T(hw);
-#pragma omp parallel for schedule(static) if (planes * hw > 65536)
+#pragma omp parallel for schedule(dynamic, 16) if (planes * hw > 65536)
     for (int64_t i = 0; i < planes; ++i) std::fill(px + i * hw, px + (i + 1) * hw, pg[i] * inv);
   });
 }

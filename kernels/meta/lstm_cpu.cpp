@@ -72,7 +72,7 @@ void meta_lstm_forward_fused_cpu(const LstmParams<T>& p, const T* w_hh, const T*
                                  const T* g_hat, const T* h_prev, const T* c_prev, int64_t n,
                                  T* h_new, T* c_new, T* G, T* K) {
   const int64_t h = p.hidden, chunks = (n + kChunkRows - 1) / kChunkRows;
-#pragma omp parallel for schedule(static) if (chunks > 1)
+#pragma omp parallel for schedule(dynamic) if (chunks > 1)
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t r0 = ch * kChunkRows, rows = std::min(n, r0 + kChunkRows) - r0;
     if (h_prev) {  // the recurrent part h_prev W_hh^T, written where K goes
@@ -94,7 +94,7 @@ void meta_lstm_backward_fused_cpu(const LstmParams<T>& p, const T* dG, const T* 
   const int64_t groups = std::min<int64_t>(kGroups, (n + kChunkRows - 1) / kChunkRows);
   std::vector<RowMat<T>> acc(groups, RowMat<T>::Zero(4 * h, bw));
   std::vector<RowMat<T>> acc_fc(groups, RowMat<T>::Zero(1, h + 1));
-#pragma omp parallel for schedule(static) if (groups > 1)
+#pragma omp parallel for schedule(dynamic) if (groups > 1)
   for (int64_t g = 0; g < groups; ++g) {
     RowMat<T> B(kChunkRows, bw), dm(1, kChunkRows);
     const int64_t g0 = n * g / groups, g1 = n * (g + 1) / groups;

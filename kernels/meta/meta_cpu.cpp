@@ -29,10 +29,10 @@ template <class T>
 void meta_scaled_forward_cpu(const T* s, const T* u, const T* v, int64_t n, T* G) {
   const T sv = s[0];
   if (v) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(dynamic, 16384) if (n > 65536)
     for (int64_t i = 0; i < n; ++i) G[i] = meta_scaled_value(sv, u[i], v[i]);
   } else {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(dynamic, 16384) if (n > 65536)
     for (int64_t i = 0; i < n; ++i) G[i] = meta_scaled_value(sv, u[i], T(1));
   }
 }
@@ -41,7 +41,7 @@ template <class T>
 void meta_scaled_backward_cpu(const T* dG, const T* u, const T* v, int64_t n, T* ds) {
   const int64_t blocks = blocks_of(n);
   std::vector<double> part(blocks, 0.0);
-#pragma omp parallel for schedule(static) if (blocks > 4)
+#pragma omp parallel for schedule(dynamic) if (blocks > 4)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t i0 = b * kReduceRows, i1 = std::min(n, i0 + kReduceRows);
     double acc = 0;
