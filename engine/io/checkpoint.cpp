@@ -1,5 +1,6 @@
 #include "engine/io/checkpoint.h"
 #include "engine/io/file.h"
+#include "engine/io/input_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@ namespace fs = std::filesystem;
 constexpr char kMagic[8] = {'M', 'Q', 'C', 'K', 'P', 'T', '\r', '\n'};
 constexpr size_t kHeaderSize = 32;
 constexpr int kMaxRank = 16;
+constexpr int kMaxMetaDepth = 64;  // run checkpoints nest 3 deep
 
 // Stable on-disk dtype codes (independent of the DType enum's order).
 struct Code {
@@ -163,8 +165,14 @@ Checkpoint decode_checkpoint(const std::string& b, const std::string& src) {
   Reader r(b, kHeaderSize, src);
   uint64_t meta_len = r.u(8, "metadata length");
   std::string_view meta = r.bytes(meta_len, "metadata");
+  // Copies, comparisons and dumps of a JSON value recurse: nesting is bounded at parse time.
+  auto bounded_depth = [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+    if (depth > kMaxMetaDepth)
+      fail("{}: corrupt checkpoint: metadata nested deeper than {} levels", src, kMaxMetaDepth);
+    return true;
+  };
   try {
-    ck.meta = nlohmann::json::parse(meta);
+    ck.meta = nlohmann::json::parse(meta, bounded_depth);
   } catch (const nlohmann::json::exception& e) {
     fail("{}: checkpoint metadata is not valid JSON: {}", src, e.what());
   }
@@ -245,7 +253,10 @@ void save_checkpoint(const std::string& path, const TensorMap& tensors,
 }
 
 Checkpoint load_checkpoint(const std::string& path) {
-  return decode_checkpoint(read_file(path, "checkpoint"), path);
+  return reading_file(path, "checkpoint", [&] {
+    check_input_file(path, "checkpoint");
+    return decode_checkpoint(read_file(path, "checkpoint"), path);
+  });
 }
 
 TensorMap strip_prefix(const TensorMap& in, const std::string& prefix) {

@@ -1,10 +1,16 @@
 #include "engine/io/npy.h"
-#include "engine/io/file.h"
 
+#include <algorithm>
+#include <cctype>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <vector>
+
+#include "engine/io/atomic_dir.h"
+#include "engine/io/checkpoint.h"
+#include "engine/io/file.h"
+#include "engine/io/input_file.h"
 
 namespace mq {
 namespace {
@@ -13,6 +19,7 @@ namespace fs = std::filesystem;
 constexpr char kMagic[] = "\x93NUMPY";
 constexpr size_t kMagicLen = 6;
 constexpr size_t kAlign = 64;  // numpy pads the header so the data starts 64-byte aligned
+constexpr size_t kMaxRank = 64;  // numpy's own limit (NPY_MAXDIMS) is 32 or 64
 
 struct DTypeCode {
   const char* descr;
@@ -60,7 +67,9 @@ class HeaderParser {
 
  private:
   [[noreturn]] void bad(const std::string& what) const {
-    fail("{}: malformed .npy header ({}): {}", src_, what, s_);
+    // The header may be megabytes of hostile text: quote only its start.
+    fail("{}: malformed .npy header ({}): {}{}", src_, what, s_.substr(0, 200),
+         s_.size() > 200 ? "..." : "");
   }
   void skip_ws() {
     while (pos_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[pos_]))) ++pos_;
@@ -95,7 +104,13 @@ class HeaderParser {
       size_t start = pos_;
       while (pos_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[pos_]))) ++pos_;
       if (pos_ == start) bad("shape holds a non-integer");
-      shape.push_back(std::stoll(s_.substr(start, pos_ - start)));
+      int64_t extent = 0;
+      auto [end, ec] = std::from_chars(s_.data() + start, s_.data() + pos_, extent);
+      if (ec != std::errc() || end != s_.data() + pos_)
+        bad(fmt::format("shape extent {} does not fit in a 64-bit integer",
+                        s_.substr(start, std::min<size_t>(pos_ - start, 40))));
+      if (shape.size() == kMaxRank) bad(fmt::format("more than {} dimensions", kMaxRank));
+      shape.push_back(extent);
       if (peek() == ',') ++pos_;
     }
     ++pos_;
@@ -160,14 +175,20 @@ Tensor decode_npy(const std::string& b, const std::string& source) {
            "(numpy: np.ascontiguousarray)", source);
   DType dtype = parse_descr(descr, source);
 
+  // Sizes are checked against the bytes present before anything is allocated.
+  const size_t elem = dtype_size(dtype);
+  const int64_t numel =
+      checked_product(shape, fmt::format("{}: shape {}", source, shape_str(shape)),
+                      INT64_MAX / static_cast<int64_t>(elem));
+  const uint64_t need = static_cast<uint64_t>(numel) * elem;
+  const size_t data_start = header_start + header_len;
+  const uint64_t have = b.size() - data_start;
+  MQ_CHECK(have >= need, "{}: truncated data: {} {} needs {} bytes, file holds {}", source, descr,
+           shape_str(shape), need, have);
+  MQ_CHECK(have == need, "{}: {} unexpected bytes after the data of {} {}", source, have - need,
+           descr, shape_str(shape));
   Tensor t = Tensor::empty(shape, dtype);
-  size_t data_start = header_start + header_len;
-  size_t have = b.size() - data_start;
-  MQ_CHECK(have >= t.nbytes(), "{}: truncated data: {} {} needs {} bytes, file holds {}", source,
-           descr, shape_str(shape), t.nbytes(), have);
-  MQ_CHECK(have == t.nbytes(), "{}: {} unexpected bytes after the data of {} {}", source,
-           have - t.nbytes(), descr, shape_str(shape));
-  if (t.nbytes()) std::memcpy(t.raw_data(), b.data() + data_start, t.nbytes());
+  if (need) std::memcpy(t.raw_data(), b.data() + data_start, need);
   return t;
 }
 
@@ -197,50 +218,101 @@ std::string encode_npy(const Tensor& t) {
   return out;
 }
 
-Tensor load_npy(const std::string& path) { return decode_npy(read_file(path, ".npy file"), path); }
-
-void save_npy(const std::string& path, const Tensor& t) {
-  std::string bytes = encode_npy(t);
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    MQ_CHECK(out, "{}: cannot create file (does the directory exist and is it writable?)", tmp);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    MQ_CHECK(out, "{}: write failed (disk full?)", tmp);
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  MQ_CHECK(!ec, "{}: cannot rename {} into place: {}", path, tmp, ec.message());
+Tensor load_npy(const std::string& path) {
+  return reading_file(path, ".npy file", [&] {
+    check_input_file(path, ".npy file");
+    return decode_npy(read_file(path, ".npy file"), path);
+  });
 }
 
-std::map<std::string, Tensor> load_npy_dir(const std::string& dir, const std::string& prefix) {
+void save_npy(const std::string& path, const Tensor& t) {
+  write_file_atomic(path, encode_npy(t));
+}
+
+namespace {
+
+bool is_npy_name(const std::string& file) {
+  return file.size() > 4 && file.compare(file.size() - 4, 4, ".npy") == 0;
+}
+
+// "<prefix><name>.npy" -> name; "" when the file is not one of the state's.
+std::string state_name(const std::string& file, const std::string& prefix) {
+  if (!is_npy_name(file) || file.size() < prefix.size() + 4 ||
+      file.compare(0, prefix.size(), prefix) != 0)
+    return "";
+  return file.substr(prefix.size(), file.size() - prefix.size() - 4);
+}
+
+// Every entry of `dir`, without std::filesystem exceptions.
+std::vector<fs::directory_entry> list_dir(const std::string& dir) {
   std::error_code ec;
-  MQ_CHECK(fs::is_directory(dir, ec), "{}: not a directory (expected a folder of .npy files)",
-           dir);
-  std::map<std::string, Tensor> out;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    if (!entry.is_regular_file()) continue;
-    std::string file = entry.path().filename().string();
-    if (file.size() < prefix.size() + 4 || file.compare(0, prefix.size(), prefix) != 0 ||
-        file.compare(file.size() - 4, 4, ".npy") != 0)
-      continue;
-    std::string name = file.substr(prefix.size(), file.size() - prefix.size() - 4);
-    if (name.empty()) continue;
-    out.emplace(name, load_npy(entry.path().string()));
+  fs::directory_iterator it(dir, ec);
+  MQ_CHECK(!ec, "{}: cannot list the directory: {}", dir, ec.message());
+  std::vector<fs::directory_entry> out;
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    MQ_CHECK(!ec, "{}: cannot list the directory: {}", dir, ec.message());
+    out.push_back(*it);
   }
-  MQ_CHECK(!out.empty(), "{}: no files named '{}<name>.npy' found (wrong directory or prefix?)",
-           dir, prefix);
+  MQ_CHECK(!ec, "{}: cannot list the directory: {}", dir, ec.message());
   return out;
+}
+
+}  // namespace
+
+std::map<std::string, Tensor> load_npy_dir(const std::string& dir, const std::string& prefix) {
+  return reading_file(dir, "directory of .npy files", [&] {
+    std::error_code ec;
+    fs::file_status st = fs::status(dir, ec);
+    MQ_CHECK(!ec || st.type() == fs::file_type::not_found, "{}: cannot open the directory: {}", dir,
+             ec.message());
+    MQ_CHECK(fs::is_directory(st), "{}: not a directory (expected a folder of .npy files)", dir);
+    std::map<std::string, Tensor> out;
+    for (const fs::directory_entry& entry : list_dir(dir)) {
+      std::string name = state_name(entry.path().filename().string(), prefix);
+      if (name.empty()) continue;
+      // A matching name that is a directory, a symlink loop or a device is an error, not a
+      // tensor silently missing.
+      out.emplace(name, load_npy(entry.path().string()));
+    }
+    MQ_CHECK(!out.empty(), "{}: no files named '{}<name>.npy' found (wrong directory or prefix?)",
+             dir, prefix);
+    return out;
+  });
 }
 
 void save_npy_dir(const std::string& dir, const std::map<std::string, Tensor>& tensors,
                   const std::string& prefix) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  MQ_CHECK(!ec, "{}: cannot create directory: {}", dir, ec.message());
-  for (const auto& [name, t] : tensors)
-    save_npy((fs::path(dir) / (prefix + name + ".npy")).string(), t);
+  // Names come from files (a .pth's state-dict keys): each must stay one file inside `dir`.
+  for (const auto& [name, t] : tensors) {
+    check_plain_name(name, "state-dict key");
+    check_plain_name(prefix + name + ".npy", "state-dict file name");
+  }
+  // The old state's other files (other prefixes) are kept; anything that is not a .npy file
+  // is refused: the directory is replaced as a whole, and must not hold unrelated data.
+  auto check_old = [&](const std::string& old_dir) {
+    for (const fs::directory_entry& e : list_dir(old_dir)) {
+      std::error_code ec;
+      std::string file = e.path().filename().string();
+      MQ_CHECK(is_npy_name(file) && e.is_regular_file(ec),
+               "{}: holds '{}', which is not a .npy file of a saved state; a save replaces the "
+               "whole directory, so choose a new or empty directory (or remove it)",
+               dir, file);
+    }
+  };
+  auto fill = [&](const std::string& new_dir, const std::string& old_dir) {
+    if (!old_dir.empty() && !prefix.empty())
+      for (const fs::directory_entry& e : list_dir(old_dir)) {
+        std::string file = e.path().filename().string();
+        if (!state_name(file, prefix).empty()) continue;
+        std::error_code ec;
+        fs::path to = fs::path(new_dir) / file;
+        fs::create_hard_link(e.path(), to, ec);
+        if (ec) write_new_file(to.string(), read_file(e.path().string(), ".npy file"));
+      }
+    for (const auto& [name, t] : tensors)
+      write_new_file((fs::path(new_dir) / (prefix + name + ".npy")).string(), encode_npy(t));
+  };
+  replace_directory(dir, "model state", check_old, fill);
 }
 
 }  // namespace mq

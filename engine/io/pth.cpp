@@ -1,5 +1,6 @@
 #include "engine/io/pth.h"
 #include "engine/io/file.h"
+#include "engine/io/input_file.h"
 
 #include <cstring>
 #include <fstream>
@@ -289,8 +290,7 @@ class Loader {
     if (bytes.size() % t.elem) bad("storage size is not a whole number of elements");
     const int64_t available = static_cast<int64_t>(bytes.size() / t.elem);
     if (r.offset < 0 || s.view_offset < 0) bad("negative storage offset");
-    const int64_t base = s.view_offset + r.offset;
-    int64_t numel = 1, last = base;
+    int64_t numel = 1;
     for (size_t d = 0; d < r.size.size(); ++d) {
       if (r.size[d] < 0 || r.stride[d] < 0)
         bad(fmt::format("negative size or stride ({} / {})", shape_str(r.size),
@@ -305,8 +305,22 @@ class Loader {
     if (numel > available + kMaxExpansion)
       bad(fmt::format("size {} holds {} elements, far more than its storage's {}",
                       shape_str(r.size), numel, available));
+    // Views of one storage can each claim all of it: the total output is bounded by the input
+    // (a small file must not expand into gigabytes by repeating one view).
+    const int64_t out_bytes = numel * static_cast<int64_t>(dtype_size(t.out));
+    if (out_bytes > output_budget_)
+      bad(fmt::format("size {} would bring the tensors read to more than {}x the storages' "
+                      "bytes (views that overlap far too much: damaged or hostile file)",
+                      shape_str(r.size), kBudgetFactor));
+    output_budget_ -= out_bytes;
     Tensor out = Tensor::empty(r.size, t.out);
     if (numel == 0) return out;
+    if (r.offset >= available || s.view_offset >= available - r.offset)
+      bad(fmt::format("offset {} + {} is past the end of a storage of {} elements (truncated or "
+                      "damaged file)",
+                      s.view_offset, r.offset, available));
+    const int64_t base = s.view_offset + r.offset;
+    int64_t last = base;
     if (base >= available)
       bad(fmt::format("offset {} is past the end of a storage of {} elements (truncated or "
                       "damaged file)",
@@ -356,7 +370,14 @@ class Loader {
     return true;
   }
 
+  void set_output_budget() {
+    int64_t stored = 0;
+    for (const auto& [key, bytes] : storages_) stored += static_cast<int64_t>(bytes.size());
+    output_budget_ = kBudgetFactor * stored + kBudgetSlack;
+  }
+
   TensorMap state_dict(const Ref& root, PthInfo& info) {
+    set_output_budget();
     Ref sd;
     if (is_tensor_dict(root)) {
       sd = root;
@@ -400,8 +421,14 @@ class Loader {
     return out;
   }
 
+  // Output allowance: shared views (tied weights, q/k/v slices) and dtype widening stay far
+  // below 8x the storages; broadcast (stride-0) tensors get the slack.
+  static constexpr int64_t kBudgetFactor = 8;
+  static constexpr int64_t kBudgetSlack = int64_t{1} << 28;
+
   std::string_view bytes_;
   std::string src_;
+  int64_t output_budget_ = 0;
   std::map<std::string, std::string> types_;              // storage key -> type name
   std::map<std::string, std::string> owned_;              // zip: decompressed entries
   std::map<std::string, std::string_view> storages_;      // storage key -> bytes
@@ -415,8 +442,11 @@ TensorMap decode_pth(std::string_view bytes, const std::string& source, PthInfo*
 }
 
 TensorMap load_pth(const std::string& path, PthInfo* info) {
-  std::string bytes = read_file(path, "PyTorch checkpoint");
-  return decode_pth(bytes, path, info);
+  return reading_file(path, "PyTorch checkpoint", [&] {
+    check_input_file(path, "PyTorch checkpoint");
+    std::string bytes = read_file(path, "PyTorch checkpoint");
+    return decode_pth(bytes, path, info);
+  });
 }
 
 }  // namespace mq

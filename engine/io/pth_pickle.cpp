@@ -11,6 +11,12 @@ namespace mq::pickle {
 namespace {
 
 constexpr uint32_t kMaxDepth = 64;  // state dicts nest 3-5 deep
+// Work and memory bounds, far above what a state dict needs (some 30 operations per tensor, a
+// stack of a few dozen values): every operation creates at most one value, so these bound the
+// values, the stack, the marks and the memo of any input.
+constexpr uint64_t kMaxOps = uint64_t{1} << 23;
+constexpr size_t kMaxStack = size_t{1} << 20;
+constexpr size_t kMaxMemo = size_t{1} << 22;
 
 // Every opcode of pickle protocols 0-5, for error messages; the reader implements a subset.
 struct OpName {
@@ -109,7 +115,15 @@ class Machine {
   }
 
   // ---- stack ----
-  void push(Ref v) { stack_.push_back(std::move(v)); }
+  void push(Ref v) {
+    if (stack_.size() >= kMaxStack) bad(fmt::format("more than {} values on the stack", kMaxStack));
+    stack_.push_back(std::move(v));
+  }
+  void memo_put(uint64_t idx) {
+    if (memo_.size() >= kMaxMemo && !memo_.count(idx))
+      bad(fmt::format("more than {} memo entries", kMaxMemo));
+    memo_[idx] = top();
+  }
   Ref pop() {
     if (stack_.size() <= floor()) bad("stack underflow");
     Ref v = std::move(stack_.back());
@@ -238,10 +252,12 @@ Ref Machine::reduce(const Ref& callable, const Ref& args) {
 }
 
 Result Machine::run() {
-  while (true) {
+  for (uint64_t ops = 0;; ++ops) {
     op_pos_ = pos_;
     need(1);
     op_ = static_cast<uint8_t>(b_[pos_++]);
+    if (ops == kMaxOps)
+      bad(fmt::format("more than {} operations: far more than a state dict needs", kMaxOps));
     switch (op_) {
       case 0x80: {  // PROTO
         uint64_t v = read_le(1);
@@ -258,7 +274,10 @@ Result Machine::run() {
                           marks_.size()));
         return {stack_.back(), pos_};
       }
-      case '(': marks_.push_back(stack_.size()); break;
+      case '(':
+        if (marks_.size() >= kMaxStack) bad(fmt::format("more than {} marks", kMaxStack));
+        marks_.push_back(stack_.size());
+        break;
       case '0': pop(); break;
       case '1': pop_mark(); break;
       case '2': push(top()); break;
@@ -355,9 +374,9 @@ Result Machine::run() {
         set_items(top(), std::move(kv));
         break;
       }
-      case 'q': memo_[read_le(1)] = top(); break;  // BINPUT
-      case 'r': memo_[read_le(4)] = top(); break;  // LONG_BINPUT
-      case 0x94: memo_[memo_.size()] = top(); break;  // MEMOIZE
+      case 'q': memo_put(read_le(1)); break;  // BINPUT
+      case 'r': memo_put(read_le(4)); break;  // LONG_BINPUT
+      case 0x94: memo_put(memo_.size()); break;  // MEMOIZE
       case 'h':
       case 'j': {  // BINGET, LONG_BINGET
         uint64_t idx = read_le(op_ == 'h' ? 1 : 4);

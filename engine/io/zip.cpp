@@ -65,7 +65,7 @@ ZipReader::ZipReader(std::string_view bytes, std::string source)
     if (end < kEnd64LocatorSize || le32(bytes_, end - kEnd64LocatorSize) != kEnd64LocatorSig)
       bad("zip64 sizes without a zip64 end-of-central-directory locator");
     uint64_t at = le64(bytes_, end - kEnd64LocatorSize + 8);
-    if (at > n - kEnd64Size || le32(bytes_, at) != kEnd64Sig)
+    if (n < kEnd64Size || at > n - kEnd64Size || le32(bytes_, at) != kEnd64Sig)
       bad("the zip64 end-of-central-directory record is missing or out of bounds");
     count = le64(bytes_, at + 32);
     cd_size = le64(bytes_, at + 40);
@@ -152,6 +152,52 @@ std::string_view ZipReader::data_of(const ZipEntry& e) const {
   return bytes_.substr(start, e.compressed_size);
 }
 
+std::string ZipReader::inflate_capped(std::string_view raw, const ZipEntry& e) const {
+  // The output grows with what the stream really inflates (not with the declared size, which
+  // the file may not back), and never past the declared size: a stream that holds more is
+  // refused as soon as it reaches it, without inflating the rest.
+  constexpr size_t kChunk = size_t{1} << 20;
+  constexpr size_t kMaxIo = std::numeric_limits<uInt>::max();
+  std::string out;
+  size_t filled = 0, in_done = 0;
+  bool overflow = false;
+  z_stream z{};
+  if (inflateInit2(&z, -MAX_WBITS) != Z_OK) bad("zlib inflateInit2 failed");
+  int rc = Z_OK;
+  while (rc == Z_OK) {
+    if (filled == out.size() && out.size() < e.size)
+      out.resize(out.size() +
+                 std::min<uint64_t>(e.size - out.size(), std::max(out.size(), kChunk)));
+    // At the declared size, room for one byte more: the stream must end without writing it.
+    char probe;
+    const bool at_cap = filled == e.size;
+    z.next_out =
+        at_cap ? reinterpret_cast<Bytef*>(&probe) : reinterpret_cast<Bytef*>(out.data() + filled);
+    z.avail_out = at_cap ? 1 : static_cast<uInt>(std::min(out.size() - filled, kMaxIo));
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(raw.data() + in_done));
+    z.avail_in = static_cast<uInt>(std::min(raw.size() - in_done, kMaxIo));
+    const uInt in_before = z.avail_in, out_before = z.avail_out;
+    rc = inflate(&z, Z_NO_FLUSH);
+    const size_t produced = out_before - z.avail_out;
+    in_done += in_before - z.avail_in;
+    if (at_cap && produced) {
+      overflow = true;
+      break;
+    }
+    filled += produced;
+    if (rc == Z_BUF_ERROR) {
+      if (in_before == z.avail_in && produced == 0) break;  // no progress: truncated stream
+      rc = Z_OK;
+    }
+  }
+  std::string msg = overflow ? "it inflates to more than that" : z.msg ? z.msg : "short output";
+  inflateEnd(&z);
+  if (overflow || rc != Z_STREAM_END || filled != e.size)
+    bad(fmt::format("entry '{}': deflate data is corrupt or does not hold {} bytes ({})", e.name,
+                    e.size, msg));
+  return out;
+}
+
 std::string ZipReader::read(const ZipEntry& e) const {
   if (e.flags & 1) bad(fmt::format("entry '{}' is encrypted", e.name));
   std::string_view raw = data_of(e);
@@ -162,33 +208,11 @@ std::string ZipReader::read(const ZipEntry& e) const {
                       e.compressed_size, e.size));
     out.assign(raw);
   } else if (e.method == 8) {
-    // Deflate can expand at most ~1032x; a larger claimed size is a corrupt header.
+    // Deflate expands at most ~1032x: a larger declared size is a corrupt (or hostile) header.
     if (e.size / 1032 > e.compressed_size + 1)
       bad(fmt::format("entry '{}' claims {} bytes from {} compressed", e.name, e.size,
                       e.compressed_size));
-    out.resize(e.size);
-    z_stream z{};
-    if (inflateInit2(&z, -MAX_WBITS) != Z_OK) bad("zlib inflateInit2 failed");
-    int rc = Z_OK;
-    size_t in_done = 0, out_done = 0;
-    constexpr size_t kChunk = std::numeric_limits<uInt>::max();
-    while (rc == Z_OK) {
-      z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(raw.data() + in_done));
-      z.avail_in = static_cast<uInt>(std::min(raw.size() - in_done, kChunk));
-      z.next_out = reinterpret_cast<Bytef*>(out.data() + out_done);
-      z.avail_out = static_cast<uInt>(std::min(out.size() - out_done, kChunk));
-      uInt in_before = z.avail_in, out_before = z.avail_out;
-      rc = inflate(&z, Z_NO_FLUSH);
-      in_done += in_before - z.avail_in;
-      out_done += out_before - z.avail_out;
-      if (rc == Z_BUF_ERROR && in_before == z.avail_in && out_before == z.avail_out) break;
-      if (rc == Z_BUF_ERROR) rc = Z_OK;
-    }
-    std::string msg = z.msg ? z.msg : "short output";
-    inflateEnd(&z);
-    if (rc != Z_STREAM_END || out_done != out.size())
-      bad(fmt::format("entry '{}': deflate data is corrupt or does not hold {} bytes ({})",
-                      e.name, e.size, msg));
+    out = inflate_capped(raw, e);
   } else {
     bad(fmt::format("entry '{}' uses compression method {} (only stored and deflate are "
                     "supported)",

@@ -37,6 +37,8 @@ class ZipReader {
  private:
   [[noreturn]] void bad(const std::string& what) const;
   std::string_view data_of(const ZipEntry& e) const;  // the compressed bytes, bounds-checked
+  // Inflates a deflate entry, never past its declared size.
+  std::string inflate_capped(std::string_view raw, const ZipEntry& e) const;
 
   std::string_view bytes_;
   std::string source_;
