@@ -67,8 +67,10 @@ void validate_run_settings(const RunSettings& settings);
 void check_run_paths(const RunSettings& settings);
 
 // Limits of the settings (the command line's ranges; validate_run_settings enforces them).
+// --hidden: the paper uses 100; the meta network keeps hidden floats per weight, so beyond 4096
+// (lstm_bench's range) a ResNet20 needs more than 4 GB per meta layer.
 inline constexpr int kMaxBatch = 65536, kMaxEpochs = 100000, kMaxTrials = 1000;
-inline constexpr int kMaxHidden = 1024, kMinNumFc = 2, kMaxNumFc = 64;
+inline constexpr int kMaxHidden = 4096, kMinNumFc = 2, kMaxNumFc = 64;
 inline constexpr size_t kMaxRunName = 200;  // a file name, with room for "-trialN-K"
 
 // Mean and variance of the best and of the last-10-epoch test accuracies over trials, as the

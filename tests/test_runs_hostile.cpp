@@ -170,6 +170,27 @@ TEST_CASE("runs: a busy run is refused, naming the process that holds its lock",
   // The holder's line names the last mqtrain that held it.
   CHECK(contains(slurp(dir / kRunLockName), "pid "));
 
+  // Two real processes: while one mqtrain trains, a --resume of its run is refused, naming it.
+  {
+    const fs::path out = root / "long.txt";
+    const pid_t first = spawn(MQ_MQTRAIN, split("pretrain -n 500" + kQuick + " --run long --results " +
+                                                root.string()), out);
+    const fs::path lock = run_dir(root, "synthetic:64", "long") / kRunLockName;
+    const std::string holder = "pid " + std::to_string(first) + " on host ";
+    const auto start = Clock::now();
+    while (!(fs::exists(lock) && contains(slurp(lock), holder)) &&
+           Clock::now() - start < std::chrono::seconds(60))
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    Exit second = mqtrain(root, "pretrain -n 500" + kQuick + " --run long --resume --results " +
+                                    root.string());
+    kill(first, SIGKILL);
+    Exit killed = wait_for(first, out);
+    INFO(second.output);
+    CHECK(second.code == 1);
+    CHECK(contains(second.output, "is in use by another process (" + holder));
+    CHECK(killed.signal == SIGKILL);  // it was still running: the refusal was the lock's
+  }
+
   // --trials: one lock per trial's directory; a busy second trial is refused by name.
   const std::string trials = "pretrain -n 1 --trials 2" + kQuick + " --run t --results " + root.string();
   REQUIRE(mqtrain(root, trials).code == 0);
