@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -112,9 +113,10 @@ void check_length(const char* flag, const std::string& value, size_t limit) {
 // Creates and removes a file in `dir`: the one test of "writable" that also holds for root, for
 // read-only mounts and for ACLs.
 void probe_writable(const std::filesystem::path& dir, const char* flag, const std::string& value) {
-  const std::string probe =
-      (dir / fmt::format(".mq-write-probe.{}", static_cast<long>(::getpid()))).string();
-  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  static std::atomic<uint64_t> counter{0};
+  const std::string probe = (dir / fmt::format(".mq-write-probe.{}.{}",
+                                               static_cast<long>(::getpid()), counter++)).string();
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   MQ_CHECK(fd >= 0, "{} {}: cannot write in {} ({}); choose a writable place", flag, value,
            dir.string(), std::strerror(errno));
   ::close(fd);
