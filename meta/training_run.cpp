@@ -1,6 +1,13 @@
 #include "meta/training_run.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -12,10 +19,13 @@
 #include "data/registry.h"
 #include "engine/cuda/cuda_api.h"
 #include "engine/io/checkpoint.h"
+#include "engine/io/file.h"
 #include "engine/io/pth.h"
+#include "engine/optim/optimizer.h"
 #include "engine/parallel.h"
 #include "meta/quantized_layers.h"
 #include "meta/run_checkpoint.h"
+#include "meta/run_lock.h"
 #include "meta/run_log.h"
 #include "meta/trainers.h"
 
@@ -25,6 +35,13 @@ namespace {
 std::string mode_name(const RunSettings& s, const QuantSpec& spec) {
   if (!s.quantized) return "full precision";
   return s.backward == "ste" ? spec_str(spec) + ", STE" : spec_str(spec) + ", MetaQuant " + s.backward;
+}
+
+void check_pretrained_exists(const std::string& path) {
+  std::error_code ec;
+  const bool found = std::filesystem::exists(path, ec);
+  MQ_CHECK(found, "--pretrained {}: no such file or directory{}", path,
+           ec && ec != std::errc::no_such_file_or_directory ? " (" + ec.message() + ")" : "");
 }
 
 bool uses_meta(const RunSettings& s) { return s.quantized && s.backward != "ste"; }
@@ -66,8 +83,9 @@ int parse_model_depth(const std::string& model) {
 
 TensorMap load_model_state(const std::string& path) {
   namespace fs = std::filesystem;
-  MQ_CHECK(fs::exists(path), "--pretrained {}: no such file or directory", path);
-  if (fs::is_directory(path)) return load_npy_dir(path, "");
+  check_pretrained_exists(path);
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return load_npy_dir(path, "");
   if (path.ends_with(".pth") || path.ends_with(".pt") || path.ends_with(".tar")) return load_pth(path);
   return load_checkpoint(path).tensors;
 }
@@ -78,11 +96,148 @@ Device select_device(const std::string& name, bool tf32) {
   return device;
 }
 
+namespace {
+
+// `flag value` refused unless within [lo, hi].
+template <class T>
+void check_range(const char* flag, T value, T lo, T hi) {
+  MQ_CHECK(value >= lo && value <= hi, "{} {}: expected {}..{}", flag, value, lo, hi);
+}
+
+// Paths and names longer than the file system takes are refused up front, naming the flag.
+void check_length(const char* flag, const std::string& value, size_t limit) {
+  MQ_CHECK(value.size() <= limit, "{}: {} bytes is too long (at most {})", flag, value.size(),
+           limit);
+}
+
+// Creates and removes a file in `dir`: the one test of "writable" that also holds for root, for
+// read-only mounts and for ACLs.
+void probe_writable(const std::filesystem::path& dir, const char* flag, const std::string& value) {
+  static std::atomic<uint64_t> counter{0};
+  const std::string probe = (dir / fmt::format(".mq-write-probe.{}.{}",
+                                               static_cast<long>(::getpid()), counter++)).string();
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  MQ_CHECK(fd >= 0, "{} {}: cannot write in {} ({}); choose a writable place", flag, value,
+           dir.string(), std::strerror(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
+// Not there (a file on the way, ENOTDIR, is found when the walk up reaches it).
+bool missing(const std::error_code& ec) {
+  return ec == std::errc::no_such_file_or_directory || ec == std::errc::not_a_directory;
+}
+
+// An output directory (--save, --results): refused when a file (or anything not a directory)
+// is in its place or on its way, or when the directory it will be created in (or replaced in)
+// is not writable.
+void check_output_directory(const char* flag, const std::string& value) {
+  namespace fs = std::filesystem;
+  std::string text = value;
+  while (text.size() > 1 && text.back() == '/') text.pop_back();
+  const fs::path target = text.empty() ? fs::path(".") : fs::path(text);
+  std::error_code ec;
+  const fs::file_status st = fs::status(target, ec);
+  MQ_CHECK(!ec || missing(ec), "{} {}: cannot look at it: {}", flag, value, ec.message());
+  if (fs::exists(st)) {
+    MQ_CHECK(fs::is_directory(st), "{} {}: exists and is not a directory; remove it or choose "
+             "another place", flag, value);
+    probe_writable(target, flag, value);
+  }
+  // Where it is created or replaced: its parent, or the nearest ancestor that exists.
+  auto parent = [](const fs::path& p) {
+    return p.has_parent_path() ? p.parent_path() : p.is_absolute() ? p : fs::path(".");
+  };
+  fs::path place = parent(target);
+  for (;;) {
+    const fs::file_status ps = fs::status(place, ec);
+    MQ_CHECK(!ec || missing(ec), "{} {}: cannot look at {}: {}", flag, value, place.string(),
+             ec.message());
+    if (fs::exists(ps)) {
+      MQ_CHECK(fs::is_directory(ps), "{} {}: {} is not a directory", flag, value, place.string());
+      break;
+    }
+    const fs::path up = parent(place);
+    MQ_CHECK(up != place, "{} {}: no existing directory on its path", flag, value);
+    place = up;
+  }
+  probe_writable(place, flag, value);
+}
+
+}  // namespace
+
+void validate_run_settings(const RunSettings& s) {
+  // The library's own checks, their messages prefixed with the flag the value came from.
+  auto named = [](const char* flag, auto&& check) {
+    try {
+      check();
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      if (what.starts_with(flag)) throw;
+      fail("{}: {}", flag, what);
+    }
+  };
+  check_length("--model", s.model, 64);
+  named("--model", [&] {
+    const int depth = parse_model_depth(s.model);
+    bool known = false;
+    for (int d : ResNetCifar::kValidDepths) known |= d == depth;
+    MQ_CHECK(known, "--model '{}': expected resnet8, resnet20, resnet32, resnet44, resnet56 or "
+             "resnet110", s.model);
+  });
+  check_length("--dataset", s.dataset, 256);
+  named("--dataset", [&] { dataset_classes(s.dataset); });  // the name, synthetic:N's count
+  check_length("--device", s.device, 64);
+  named("--device", [&] { Device::parse(s.device); });
+  check_range("--batch-size", s.batch, 1, kMaxBatch);
+  check_range("--epochs", s.epochs, 1, kMaxEpochs);
+  check_range("--trials", s.trials, 1, kMaxTrials);
+  MQ_CHECK(s.train_subset >= 0, "--train-subset {}: expected a positive image count",
+           s.train_subset);
+  MQ_CHECK(std::isfinite(s.lr) && s.lr > 0, "--lr {}: expected a positive finite number", s.lr);
+  check_length("--optimizer", s.optimizer, 64);
+  named("--optimizer", [&] { make_optimizer(s.optimizer, {}, s.lr, false); });
+  check_length("--lr-adjust", s.lr_adjust, 64);
+  named("--lr-adjust", [&] { LrSchedule::parse(s.lr_adjust); });
+  check_length("--quantize", s.quantizer, 64);
+  named("--quantize", [&] { parse_quantizer(s.quantizer); });
+  named("--bits", [&] { validate(QuantSpec{parse_quantizer(s.quantizer), s.bits}); });
+  if (s.quantized) {
+    check_length("--backward", s.backward, 64);
+    if (s.backward != "ste") {
+      named("--backward", [&] { parse_meta_kind(s.backward); });
+      check_length("--meta-act", s.meta_act, 64);
+      named("--meta-act", [&] { parse_meta_act(s.meta_act); });
+      check_range("--hidden", s.hidden, 1, kMaxHidden);
+      check_range("--nfc", s.num_fc, kMinNumFc, kMaxNumFc);
+    }
+  }
+  if (!s.run_name.empty()) {
+    check_length("--run", s.run_name, kMaxRunName);
+    check_plain_name(s.run_name, "--run");
+  }
+  for (const auto& [flag, path] : {std::pair{"--results", &s.results}, {"--save", &s.save_dir},
+                                   {"--data", &s.data_dir}, {"--pretrained", &s.pretrained}})
+    check_length(flag, *path, 4000);
+  MQ_CHECK(!s.results.empty(), "--results is empty; it names the root of the run logs");
+}
+
+void check_run_paths(const RunSettings& s) {
+  if (!s.pretrained.empty() && !s.resume) check_pretrained_exists(s.pretrained);
+  if (!s.save_dir.empty()) check_output_directory("--save", s.save_dir);
+  check_output_directory("--results", s.results);
+}
+
 RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks) {
+  validate_run_settings(s);
+  check_run_paths(s);
   const uint64_t seed = s.seed + trial;
   const Device device = select_device(s.device, s.tf32);
   const int classes = dataset_classes(s.dataset);
   Dataset train_set = load_dataset(s.dataset, s.data_dir, Split::train);
+  MQ_CHECK(s.train_subset <= 0 || size_t(s.train_subset) <= train_set.size(),
+           "--train-subset {}: the training set of {} has only {} images; use at most {}",
+           s.train_subset, s.dataset, train_set.size(), train_set.size());
   if (s.train_subset > 0) train_set.keep_first(size_t(s.train_subset));
   Dataset test_set = load_dataset(s.dataset, s.data_dir, Split::test);
   const Normalization norm = dataset_normalization(s.dataset);
@@ -95,6 +250,21 @@ RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks) {
   const LayerFactory& factory = s.quantized ? qfactory : default_layer_factory();
   ResNetCifar model(parse_model_depth(s.model), classes, train_set.channels, seed, factory);
   if (!s.pretrained.empty() && !s.resume) model.load_state_dict(load_model_state(s.pretrained), true);
+
+  // Only now, with data and model ready, the run directory: claimed (a new one) and locked.
+  const std::string dir =
+      claim_run_directory(s.results, s.model, s.dataset, run_dir_name(s, spec, seed, trial), s.resume);
+  RunLock lock(dir);
+  remove_stale_temporaries(dir);
+  const std::string checkpoint = dir + "/" + kRunCheckpointName;
+  std::error_code ec;
+  const bool from_checkpoint = s.resume && std::filesystem::exists(checkpoint, ec);
+  if (s.resume && !from_checkpoint) {
+    // Killed before its first checkpoint: nothing to keep, so the run starts again in place.
+    std::printf("mqtrain: %s has no checkpoint yet (the run stopped before its first epoch "
+                "ended): starting it from the first epoch\n", dir.c_str());
+    if (!s.pretrained.empty()) model.load_state_dict(load_model_state(s.pretrained), true);
+  }
   model.to(device);
 
   std::unique_ptr<MetaNet> meta;
@@ -114,15 +284,9 @@ RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks) {
   nlohmann::json config = identity;
   config.update({{"lr", s.lr}, {"epochs", s.epochs}, {"device", device.str()},
                  {"pretrained", s.pretrained}});
-  const std::string dir =
-      run_directory(s.results, s.model, s.dataset, run_dir_name(s, spec, seed, trial), s.resume);
-  const std::string checkpoint = dir + "/" + kRunCheckpointName;
   RunProgress progress;
   progress.lr = s.lr;
-  if (s.resume) {
-    MQ_CHECK(std::filesystem::exists(checkpoint),
-             "--resume: {} has no checkpoint (the run stopped before its first epoch ended); "
-             "start it again without --resume", dir);
+  if (from_checkpoint) {
     progress = load_run_checkpoint(checkpoint, model, *trainer, identity);
     trainer->set_lr(progress.lr);
     std::printf("mqtrain: resuming %s after epoch %d (lr %g)\n", dir.c_str(),
@@ -150,7 +314,10 @@ RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks) {
     try {
       r = train_epoch(*trainer, train, device, e, on_step);
     } catch (const Error& err) {
-      log.flush();
+      try {
+        log.flush();  // the lines so far, for the user to look at (the checkpoint does not cover them)
+      } catch (const Error&) {
+      }
       if (progress.epochs_done == 0) throw;
       fail("{}\nthe last good checkpoint (after epoch {}) is kept in {}; `--resume` continues "
            "from it", err.what(), progress.epochs_done, checkpoint);
@@ -185,7 +352,8 @@ RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks) {
                 progress.best);
   if (!s.save_dir.empty()) {
     const std::string out = s.trials > 1 ? s.save_dir + "/trial" + std::to_string(trial) : s.save_dir;
-    std::filesystem::create_directories(out);
+    std::filesystem::create_directories(out, ec);
+    MQ_CHECK(!ec, "--save {}: cannot create {}: {}", s.save_dir, out, ec.message());
     model.save(out);
     std::printf("saved the model state to %s/\n", out.c_str());
   }
@@ -215,6 +383,7 @@ TrialSummary summarize_trials(const std::vector<RunResult>& results) {
 double evaluate_saved_model(const RunSettings& s, size_t* images) {
   MQ_CHECK(!s.pretrained.empty(), "eval: --pretrained PATH is required (.npy directory, "
            "mq checkpoint or .pth)");
+  check_pretrained_exists(s.pretrained);
   const Device device = select_device(s.device, s.tf32);
   Dataset test_set = load_dataset(s.dataset, s.data_dir, Split::test);
   DataLoader test(test_set, {.batch = size_t(s.batch), .shuffle = false, .augment = false,

@@ -51,8 +51,27 @@ struct RunResult {
 };
 
 // Trains trial `trial` (seed + trial) to the end, or continues it with settings.resume.
-// Prints the run's header, one line per epoch and the final accuracy to stdout.
+// Prints the run's header, one line per epoch and the final accuracy to stdout. Everything that
+// can be checked before training is checked first (validate_run_settings, check_run_paths, the
+// data and the model); then the run directory is claimed and locked (meta/run_lock.h: a busy
+// run is refused). `--resume` of a run killed before its first checkpoint starts it afresh.
 RunResult run_training(const RunSettings& settings, int trial, const RunHooks& hooks = {});
+
+// The settings alone, without touching a file: every value in its range and every name known,
+// or mq::Error naming the flag. Cheap (no data, no model).
+void validate_run_settings(const RunSettings& settings);
+
+// What the run will read and write, before it trains: --pretrained exists (when not resuming),
+// --save and --results can be created and written (an existing file there is refused; an
+// existing --save directory is replaced at the end). Probes by creating and removing a file.
+void check_run_paths(const RunSettings& settings);
+
+// Limits of the settings (the command line's ranges; validate_run_settings enforces them).
+// --hidden: the paper uses 100; the meta network keeps hidden floats per weight, so beyond 4096
+// (lstm_bench's range) a ResNet20 needs more than 4 GB per meta layer.
+inline constexpr int kMaxBatch = 65536, kMaxEpochs = 100000, kMaxTrials = 1000;
+inline constexpr int kMaxHidden = 4096, kMinNumFc = 2, kMaxNumFc = 64;
+inline constexpr size_t kMaxRunName = 200;  // a file name, with room for "-trialN-K"
 
 // Mean and variance of the best and of the last-10-epoch test accuracies over trials, as the
 // reference reports them.

@@ -1,13 +1,19 @@
-// mqtrain's command line: parse flags, call the library. The reference's single-dash
-// multi-letter flags (-bs, -lr, -bw, -ad, -meta, -hidden, -nfc) are accepted beside the long names.
+// mqtrain's command line: parse flags into a command, validate it, call the library. The
+// reference's single-dash multi-letter flags (-bs, -lr, -bw, -ad, -meta, -hidden, -nfc) are
+// accepted beside the long names.
 #include "tools/cli/mqtrain_cli.h"
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <new>
 
+#include <nlohmann/json.hpp>
+
+#include "engine/io/file.h"
 #include "engine/io/npy.h"
 #include "engine/io/pth.h"
 #include "engine/parallel.h"
@@ -18,11 +24,16 @@
 namespace mq::tools {
 namespace {
 
-struct Options : RunSettings {
-  int threads = 0;
-};
+// No argument is longer than a path may be (PATH_MAX); longer ones are refused before parsing.
+constexpr size_t kMaxArgument = 4096;
 
-void add_common(CLI::App& cmd, Options& o) {
+// CLI11 reads unsigned numbers with strtoull, which takes "-1" as 2^64 - 1.
+std::string not_negative(const std::string& value) {
+  return value.find('-') == std::string::npos ? "" : "must not be negative";
+}
+
+void add_common(CLI::App& cmd, MqtrainCommand& c) {
+  RunSettings& o = c.settings;
   cmd.add_option("-m,--model", o.model, "resnet20|resnet32|resnet44|resnet56|resnet110 (resnet8: quick tests)")
       ->capture_default_str();
   cmd.add_option("-d,--dataset", o.dataset, "cifar10|cifar100|fashion-mnist|synthetic[:N]")
@@ -30,23 +41,24 @@ void add_common(CLI::App& cmd, Options& o) {
   cmd.add_option("--data", o.data_dir, "dataset directory (fashion-mnist: Debian's by default)");
   cmd.add_option("--device", o.device, "cpu|cuda|cuda:N|auto")->capture_default_str();
   cmd.add_option("--batch-size", o.batch, "images per step (-bs)")
-      ->check(CLI::Range(1, 65536))->capture_default_str();
-  cmd.add_option("--threads", o.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024));
+      ->check(CLI::Range(1, kMaxBatch))->capture_default_str();
+  cmd.add_option("--threads", c.threads, "CPU threads (0 = all cores)")->check(CLI::Range(0, 1024));
   cmd.add_option("--seed", o.seed, "drives initialization, shuffling and augmentation")
-      ->capture_default_str();
+      ->check(not_negative)->capture_default_str();
   cmd.add_flag("--tf32", o.tf32, "allow TF32 tensor-core math on CUDA (off by default)");
 }
 
-void add_training(CLI::App& cmd, Options& o) {
-  cmd.add_option("-n,--epochs", o.epochs, "epochs")->check(CLI::Range(1, 100000))
+void add_training(CLI::App& cmd, MqtrainCommand& c) {
+  RunSettings& o = c.settings;
+  cmd.add_option("-n,--epochs", o.epochs, "epochs")->check(CLI::Range(1, kMaxEpochs))
       ->capture_default_str();
-  cmd.add_option("--lr", o.lr, "learning rate (-lr)")->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  // A positive finite number: validate_run_settings says so (CLI11's PositiveNumber lets NaN by).
+  cmd.add_option("--lr", o.lr, "learning rate (-lr)")->capture_default_str();
   cmd.add_option("-o,--optimizer", o.optimizer, "SGD|SGD-M|Adam")->capture_default_str();
   cmd.add_option("--lr-adjust", o.lr_adjust, "N (x0.1 every N epochs) or adaptive (-ad)")
       ->capture_default_str();
   cmd.add_option("--trials", o.trials, "independent runs (seeds seed..seed+N-1)")
-      ->check(CLI::Range(1, 1000));
+      ->check(CLI::Range(1, kMaxTrials));
   cmd.add_option("--results", o.results, "root of the run logs")->capture_default_str();
   cmd.add_option("--run", o.run_name, "run directory name (default: from the settings and seed)");
   cmd.add_flag("--resume", o.resume,
@@ -55,9 +67,8 @@ void add_training(CLI::App& cmd, Options& o) {
       ->check(CLI::Range(int64_t(1), int64_t(1) << 40));
 }
 
-int run_trials(Options o, bool quantized, const RunHooks& extra) {
-  if (o.threads > 0) set_num_threads(o.threads);
-  o.quantized = quantized;
+int run_trials(RunSettings o, int threads, const RunHooks& extra) {
+  if (threads > 0) set_num_threads(threads);
   std::unique_ptr<Progress> bar;
   RunHooks hooks;
   hooks.epoch_start = [&](int epoch, int epochs) {
@@ -68,6 +79,8 @@ int run_trials(Options o, bool quantized, const RunHooks& extra) {
     bar->update(r);
     if (extra.after_step) extra.after_step(r, iterations, model);
   };
+  // Every trial's paths before the first one trains (each trial checks its own again).
+  check_run_paths(o);
   std::vector<RunResult> results;
   for (int t = 0; t < o.trials; ++t) results.push_back(run_training(o, t, hooks));
   if (o.trials > 1) {
@@ -78,9 +91,8 @@ int run_trials(Options o, bool quantized, const RunHooks& extra) {
   return 0;
 }
 
-int run_eval(Options o, bool quantized) {
-  if (o.threads > 0) set_num_threads(o.threads);
-  o.quantized = quantized;
+int run_eval(const RunSettings& o, int threads, bool quantized) {
+  if (threads > 0) set_num_threads(threads);
   size_t images = 0;
   const double acc = evaluate_saved_model(o, &images);
   std::printf("test accuracy %.2f%% (%zu images, %s)\n", acc, images,
@@ -88,28 +100,33 @@ int run_eval(Options o, bool quantized) {
   return 0;
 }
 
-std::vector<std::string> normalize_args(int argc, char** argv) {
+// The reference's short flags as long ones, reversed (CLI11 parses a reversed vector).
+std::vector<std::string> normalize_args(const std::vector<std::string>& args) {
   static const std::map<std::string, std::string> aliases = {
       {"-bs", "--batch-size"}, {"-lr", "--lr"},     {"-bw", "--bits"}, {"-ad", "--lr-adjust"},
       {"-meta", "--meta"},     {"-hidden", "--hidden"}, {"-nfc", "--nfc"}, {"-q", "--quantize"}};
   std::vector<std::string> out;
-  for (int i = argc - 1; i >= 1; --i) {  // CLI11 parses a reversed vector
-    auto it = aliases.find(argv[i]);
-    out.push_back(it != aliases.end() ? it->second : argv[i]);
+  for (size_t i = args.size(); i-- > 0;) {
+    MQ_CHECK(args[i].size() <= kMaxArgument, "argument {} ('{}...') is {} bytes long; at most {}",
+             i + 1, args[i].substr(0, 20), args[i].size(), kMaxArgument);
+    auto it = aliases.find(args[i]);
+    out.push_back(it != aliases.end() ? it->second : args[i]);
   }
   return out;
 }
 
 }  // namespace
 
-int mqtrain_main(int argc, char** argv, const RunHooks& extra) {
+MqtrainCommand parse_mqtrain_args(const std::vector<std::string>& args, std::ostream& out,
+                                  std::ostream& err) {
   CLI::App app{"mqtrain: train weight-quantized ResNets with MetaQuant"};
   app.require_subcommand(1);
-  Options o;
+  MqtrainCommand c;
+  RunSettings& o = c.settings;
 
   auto* pretrain = app.add_subcommand("pretrain", "train a full-precision model");
-  add_common(*pretrain, o);
-  add_training(*pretrain, o);
+  add_common(*pretrain, c);
+  add_training(*pretrain, c);
   pretrain->add_option("--save", o.save_dir, "directory for the final model state (.npy files)");
 
   // -q and -bw from the quantizer table (kernels/quantize/quantizer_table.h).
@@ -118,8 +135,8 @@ int mqtrain_main(int argc, char** argv, const RunHooks& extra) {
                                             kernels::table_max_bits());
   const CLI::Range bits_range(kernels::table_min_bits(), kernels::table_max_bits());
   auto* quantize = app.add_subcommand("quantize", "quantize a model: STE baseline or MetaQuant");
-  add_common(*quantize, o);
-  add_training(*quantize, o);
+  add_common(*quantize, c);
+  add_training(*quantize, c);
   quantize->add_option("--backward,--meta", o.backward, "ste|MultiFC|FC-Grad|LSTMFC (-meta)")
       ->capture_default_str();
   quantize->add_option("--quantize", o.quantizer, quantizer_help)
@@ -127,9 +144,9 @@ int mqtrain_main(int argc, char** argv, const RunHooks& extra) {
   quantize->add_option("--bits", o.bits, bits_help)->check(bits_range)
       ->capture_default_str();
   quantize->add_option("--hidden", o.hidden, "meta network hidden size (-hidden)")
-      ->check(CLI::Range(1, 100000))->capture_default_str();
-  quantize->add_option("--nfc", o.num_fc, "MultiFC layers >= 2 (-nfc)")->check(CLI::Range(2, 64))
-      ->capture_default_str();
+      ->check(CLI::Range(1, kMaxHidden))->capture_default_str();
+  quantize->add_option("--nfc", o.num_fc, "MultiFC layers >= 2 (-nfc)")
+      ->check(CLI::Range(kMinNumFc, kMaxNumFc))->capture_default_str();
   quantize->add_option("--meta-act", o.meta_act, "none|relu|tanh")->capture_default_str();
   quantize->add_flag("--meta-lr-follows-lr", o.meta_lr_follows_lr,
                      "decay the meta lr with the base lr (the paper) instead of keeping it");
@@ -138,54 +155,100 @@ int mqtrain_main(int argc, char** argv, const RunHooks& extra) {
   quantize->add_option("--save", o.save_dir, "directory for the final model state (.npy files)");
 
   auto* eval = app.add_subcommand("eval", "test accuracy of a saved model");
-  add_common(*eval, o);
-  bool eval_quantized = false;
+  add_common(*eval, c);
   eval->add_option("--pretrained", o.pretrained, "model state: .npy directory, checkpoint or .pth")
       ->required();
-  eval->add_flag("--quantized", eval_quantized, "evaluate with quantized weights Q(A(W))");
+  eval->add_flag("--quantized", c.eval_quantized, "evaluate with quantized weights Q(A(W))");
   eval->add_option("--quantize", o.quantizer, quantizer_help);
   eval->add_option("--bits", o.bits, bits_help)->check(bits_range);
 
-  std::string pth_in, pth_out;
   auto* import = app.add_subcommand("import-pth", "convert a PyTorch state dict to .npy files");
-  import->add_option("FILE", pth_in, "PyTorch checkpoint (.pth, zip or legacy format)")->required();
-  import->add_option("OUT", pth_out, "output directory of <name>.npy files")->required();
+  import->add_option("FILE", c.pth_in, "PyTorch checkpoint (.pth, zip or legacy format)")->required();
+  import->add_option("OUT", c.pth_out, "output directory of <name>.npy files")->required();
 
-  std::string golden_dir, golden_case;
   auto* verify = app.add_subcommand("verify-golden", "replay golden reference traces");
-  verify->add_option("DIR", golden_dir, "golden directory (with manifest.json)")->required();
-  verify->add_option("--case", golden_case, "run only this case");
-  int verify_threads = 0;
-  verify->add_option("--threads", verify_threads, "CPU threads")->check(CLI::Range(0, 1024));
+  verify->add_option("DIR", c.golden_dir, "golden directory (with manifest.json)")->required();
+  verify->add_option("--case", c.golden_case, "run only this case");
+  verify->add_option("--threads", c.threads, "CPU threads")->check(CLI::Range(0, 1024));
 
   try {
-    app.parse(normalize_args(argc, argv));
+    app.parse(normalize_args(args));
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    c.command = Command::none;
+    c.exit_code = app.exit(e, out, err);
+    return c;
   }
-  try {
-    if (*pretrain) return run_trials(o, false, extra);
-    if (*quantize) return run_trials(o, true, extra);
-    if (*eval) return run_eval(o, eval_quantized);
-    if (*import) {
+  CLI::App* run = *pretrain ? pretrain : *quantize ? quantize : nullptr;
+  if (run) {
+    c.command = run == pretrain ? Command::pretrain : Command::quantize;
+    o.quantized = run == quantize;
+    // An explicit --run must be a plain name: validate_run_settings takes "" as the default.
+    if (run->count("--run")) check_plain_name(o.run_name, "--run");
+    validate_run_settings(o);
+  } else if (*eval) {
+    c.command = Command::eval;
+    o.quantized = c.eval_quantized;
+    validate_run_settings(o);
+  } else if (*import) {
+    c.command = Command::import_pth;
+  } else if (*verify) {
+    c.command = Command::verify_golden;
+  }
+  return c;
+}
+
+int run_mqtrain_command(const MqtrainCommand& c, const RunHooks& extra) {
+  switch (c.command) {
+    case Command::none:
+      return c.exit_code;
+    case Command::pretrain:
+    case Command::quantize:
+      return run_trials(c.settings, c.threads, extra);
+    case Command::eval:
+      return run_eval(c.settings, c.threads, c.eval_quantized);
+    case Command::import_pth: {
       PthInfo info;
-      TensorMap state = load_pth(pth_in, &info);
-      save_npy_dir(pth_out, state);
+      TensorMap state = load_pth(c.pth_in, &info);
+      save_npy_dir(c.pth_out, state);
       std::printf("imported %zu tensors from %s (%s format%s) into %s/\n", state.size(),
-                  pth_in.c_str(), info.format.c_str(),
+                  c.pth_in.c_str(), info.format.c_str(),
                   info.wrapper_key.empty() ? "" : (", under '" + info.wrapper_key + "'").c_str(),
-                  pth_out.c_str());
+                  c.pth_out.c_str());
       return 0;
     }
-    if (*verify) {
-      if (verify_threads > 0) set_num_threads(verify_threads);
-      return golden::verify_golden_dir(golden_dir, golden_case, std::cout) ? 0 : 1;
-    }
-  } catch (const Error& e) {
-    std::fprintf(stderr, "mqtrain: error: %s\n", e.what());
-    return 1;
+    case Command::verify_golden:
+      if (c.threads > 0) set_num_threads(c.threads);
+      return golden::verify_golden_dir(c.golden_dir, c.golden_case, std::cout) ? 0 : 1;
   }
   return 0;
+}
+
+int mqtrain_main(int argc, char** argv, const RunHooks& extra) {
+  auto error = [](const std::string& message) {
+    std::fflush(stdout);  // the run's output so far, before the message
+    std::fprintf(stderr, "mqtrain: error: %s\n", message.c_str());
+    return 1;
+  };
+  // Every failure becomes a message and exit code 1: no `terminate`, whatever the input.
+  try {
+    const MqtrainCommand c =
+        parse_mqtrain_args(std::vector<std::string>(argv + std::min(argc, 1), argv + argc),
+                           std::cout, std::cerr);
+    return run_mqtrain_command(c, extra);
+  } catch (const Error& e) {
+    return error(e.what());
+  } catch (const std::filesystem::filesystem_error& e) {
+    return error(e.what());
+  } catch (const nlohmann::json::exception& e) {
+    return error(std::string("malformed JSON: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    return error("out of memory: the settings or the input need more memory than this machine "
+                 "gives (a smaller --batch-size, dataset or model may fit)");
+  } catch (const std::exception& e) {
+    return error(e.what());
+  } catch (...) {
+    return error("unexpected failure (an unknown exception)");
+  }
 }
 
 }  // namespace mq::tools

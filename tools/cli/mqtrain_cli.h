@@ -1,13 +1,42 @@
 #pragma once
 // The mqtrain command line as a library. The shipped tool (tools/mqtrain.cpp) runs it as is; the
 // tests' fault-injecting build (tests/tools/mqtrain_faults.cpp) runs the same code with extra
-// hooks, so no test machinery lives in the product.
+// hooks, so no test machinery lives in the product; the command-line fuzz target
+// (tests/fuzz/fuzz_cli.cpp) runs the parsing and validation alone.
+#include <iosfwd>
+#include <string>
+#include <vector>
+
 #include "meta/training_run.h"
 
 namespace mq::tools {
 
-// Parses argv (`mqtrain --help`), runs the subcommand and returns the process exit code.
-// `extra` is called by training runs (pretrain, quantize) after the progress bar's own hooks.
+enum class Command { none, pretrain, quantize, eval, import_pth, verify_golden };
+
+// A command line, parsed and validated.
+struct MqtrainCommand {
+  Command command = Command::none;  // none: --help or a command-line error, already printed
+  int exit_code = 0;                // for none
+  RunSettings settings;             // pretrain, quantize, eval
+  int threads = 0;                  // 0: all cores
+  bool eval_quantized = false;
+  std::string pth_in, pth_out;           // import-pth
+  std::string golden_dir, golden_case;   // verify-golden
+};
+
+// Parses `args` (argv without the program name) and validates every value that needs no file
+// (validate_run_settings): mq::Error names the flag. Reads and writes no file, starts nothing.
+// --help and CLI11's own errors (unknown flag, a value out of its range) are printed to `out` /
+// `err` and come back as Command::none with their exit code.
+MqtrainCommand parse_mqtrain_args(const std::vector<std::string>& args, std::ostream& out,
+                                  std::ostream& err);
+
+// Runs a parsed command; returns the exit code. `extra` is called by training runs (pretrain,
+// quantize) after the progress bar's own hooks.
+int run_mqtrain_command(const MqtrainCommand& command, const RunHooks& extra = {});
+
+// Both, with every exception (mq::Error, file system, JSON, out of memory, any other) turned
+// into "mqtrain: error: <message>" on stderr and exit code 1.
 int mqtrain_main(int argc, char** argv, const RunHooks& extra = {});
 
 }  // namespace mq::tools
