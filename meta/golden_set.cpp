@@ -45,7 +45,11 @@ struct Field {
 
   [[noreturn]] void bad(std::string_view expected) const {
     std::string got = "nothing (the field is missing)";
-    if (value) {
+    if (value && value->is_array()) {
+      got = fmt::format("an array of {} elements", value->size());
+    } else if (value && value->is_object()) {
+      got = "an object";  // not dumped: its nesting may be deep, dump() recurses
+    } else if (value) {
       got = value->dump(-1, ' ', false, json::error_handler_t::replace);
       if (got.size() > 60) got = got.substr(0, 57) + "...";
     }
@@ -109,6 +113,9 @@ Case read_case(const std::string& path, const json& c, size_t index, const Set& 
   k.name = string_of(field(path, c, at, "name"), false);
   check_plain_name(k.name, fmt::format("{}: field '{}name' (a golden case name, the case's folder)",
                                        path, at));
+  for (const char* taken : {"init", "manifest.json", "inputs_x.npy", "inputs_y.npy"})
+    MQ_CHECK(k.name != taken, "{}: field '{}name': '{}' names a file or folder of the set itself, "
+             "not a case folder", path, at, k.name);
   const std::string named = fmt::format("cases[{}] ('{}').", index, k.name);
   k.mode = string_of(field(path, c, named, "mode"), false);
   if (k.mode != "fp" && k.mode != "ste" && k.mode != "metaquant")
@@ -161,7 +168,11 @@ Case read_case(const std::string& path, const json& c, size_t index, const Set& 
 }
 
 json parse_manifest(const std::string& path) {
-  input_file_size(path, "golden manifest", "is the golden data directory right?");
+  const uint64_t size =
+      input_file_size(path, "golden manifest", "is the golden data directory right?");
+  constexpr uint64_t kMaxManifestBytes = 16 << 20;  // the shipped one has 6 KB
+  MQ_CHECK(size <= kMaxManifestBytes, "{}: {} bytes is too large for a golden manifest (at most "
+           "{}; it lists settings and cases)", path, size, kMaxManifestBytes);
   const std::string text = read_file(path, "golden manifest");
   try {
     return json::parse(text);

@@ -149,6 +149,7 @@ TEST_CASE("hostile golden manifests: every case field is checked", "[golden][hos
       {"fp-adam", "name", "a/b", "golden case name"},
       {"fp-adam", "name", "", "golden case name"},
       {"fp-adam", "name", "fp-sgd", "appears twice"},
+      {"fp-adam", "name", "init", "names a file or folder of the set itself"},
   };
   for (const Edit& e : edits) {
     INFO(e.name << "." << e.key << " = " << e.value.dump());
