@@ -1,7 +1,9 @@
 #pragma once
 // Golden traces of the MetaQuant reference (tests/data/golden/metaquant-ref, see its README):
-// loading a case, comparing states under the README's tolerances, and replaying the
-// full-precision cases. Shared by the [golden] tests and `mqtrain verify-golden`.
+// loading and validating a set and its cases (meta/golden_set.cpp: a golden directory may come
+// from anyone, so every field and file is checked before any replay), comparing states under the
+// README's tolerances, and replaying the full-precision cases. Shared by the [golden] tests and
+// `mqtrain verify-golden`.
 #include <map>
 #include <string>
 #include <vector>
