@@ -4,6 +4,7 @@
 
 #include "kernels/base/error.h"
 #include "engine/io/file.h"
+#include "data/input_file.h"
 
 namespace fs = std::filesystem;
 
@@ -28,26 +29,31 @@ std::vector<std::string> cifar_file_names(CifarVariant v, bool train) {
 
 Dataset read_cifar_file(const std::string& path, CifarVariant v) {
   const size_t record = cifar_record_bytes(v);
-  std::error_code ec;
-  MQ_CHECK(fs::is_regular_file(path, ec), "{}: {} file not found; run scripts/get-cifar.sh {} DIR",
-           path, pretty(v), script_arg(v));
-  const std::string raw = read_file(path, "CIFAR file");
-  const size_t size = raw.size();
+  const std::string what = fmt::format("{} file", pretty(v));
+  const uint64_t size = input_file_size(
+      path, what, fmt::format("run scripts/get-cifar.sh {} DIR", script_arg(v)));
+  // Sizes are checked on the file's size before anything is read or allocated.
   MQ_CHECK(size > 0, "{}: empty file; expected {} records of {} bytes; re-download with "
            "scripts/get-cifar.sh {} DIR", path, pretty(v), record, script_arg(v));
+  MQ_CHECK(size <= kMaxDataFileBytes,
+           "{}: {} bytes is larger than any {} file ({} bytes at most are read): not {} binary",
+           path, size, pretty(v), kMaxDataFileBytes, pretty(v));
   MQ_CHECK(size % record == 0,
            "{}: size {} bytes is not a multiple of the {}-byte {} record ({} whole records + {} "
            "bytes): the file is truncated or not {} binary; re-download with "
            "scripts/get-cifar.sh {} DIR",
            path, size, record, pretty(v), size / record, size % record, pretty(v), script_arg(v));
+  const std::string raw = read_file(path, what.c_str());
+  MQ_CHECK(raw.size() == size, "{}: the file changed while it was read ({} bytes, then {})", path,
+           size, raw.size());
 
-  const size_t n = size / record;
+  const size_t n = raw.size() / record;
   Dataset d;
   d.name = cifar_name(v);
   d.channels = 3;
   d.height = d.width = 32;
   d.classes = cifar_classes(v);
-  d.images.resize(n * kCifarImageBytes);
+  d.images.resize(n * kCifarImageBytes);  // < raw.size(): bounded by the bytes present
   d.labels.resize(n);
   for (size_t i = 0; i < n; ++i) {
     const uint8_t* r = reinterpret_cast<const uint8_t*>(raw.data()) + i * record;
@@ -72,25 +78,29 @@ Dataset read_cifar_file(const std::string& path, CifarVariant v) {
 }
 
 Dataset load_cifar(const std::string& dir, CifarVariant v, bool train) {
-  std::error_code ec;
   MQ_CHECK(!dir.empty(), "{}: no data directory given; download it with scripts/get-cifar.sh {} "
            "DIR and pass DIR", pretty(v), script_arg(v));
-  MQ_CHECK(fs::is_directory(dir, ec), "{}: {} data directory does not exist; download it with "
-           "scripts/get-cifar.sh {} {}", dir, pretty(v), script_arg(v), dir);
+  const PathCheck d = check_directory(dir);
+  MQ_CHECK(d.ok(), "{}: {} data directory {}; download it with scripts/get-cifar.sh {} {}", dir,
+           pretty(v), d.missing ? "does not exist" : d.problem, script_arg(v), dir);
   const auto names = cifar_file_names(v, train);
   fs::path base = dir;
-  if (!fs::exists(base / names[0], ec)) {
+  // The files directly in `dir`, or in the folder the official archive extracts to.
+  if (check_regular_file((base / names[0]).string()).missing) {
     fs::path sub = base / (v == CifarVariant::cifar10 ? "cifar-10-batches-bin" : "cifar-100-binary");
-    if (fs::exists(sub / names[0], ec)) base = sub;
+    if (!check_regular_file((sub / names[0]).string()).missing) base = sub;
   }
   for (const auto& name : names) {
     const fs::path p = base / name;
-    MQ_CHECK(fs::exists(p, ec),
+    const PathCheck f = check_regular_file(p.string());
+    MQ_CHECK(!f.missing,
              "{}: missing {} file {} (a {} split needs {}); download it with "
              "scripts/get-cifar.sh {} {}",
              p.string(), pretty(v), name, train ? "train" : "test",
              names.size() == 1 ? names[0] : names.front() + " .. " + names.back(), script_arg(v),
              dir);
+    MQ_CHECK(f.ok(), "{}: the {} file {}; download the data again with "
+             "scripts/get-cifar.sh {} {}", p.string(), pretty(v), f.problem, script_arg(v), dir);
   }
   Dataset all;
   for (size_t i = 0; i < names.size(); ++i) {

@@ -31,8 +31,13 @@ bool parse_synthetic(const std::string& name, size_t& train_count) {
   const char* first = name.data() + prefix.size() + 1;
   const char* last = name.data() + name.size();
   auto [ptr, ec] = std::from_chars(first, last, train_count);
-  MQ_CHECK(ec == std::errc() && ptr == last && train_count > 0,
-           "dataset '{}': expected synthetic:N with a positive sample count N", name);
+  const bool number = first != last && ptr == last && (ec == std::errc() ||
+                                                       ec == std::errc::result_out_of_range);
+  MQ_CHECK(number, "dataset '{}': expected synthetic:N with a sample count N of 1..{} (digits "
+           "only)", name, kMaxSyntheticCount);
+  MQ_CHECK(ec == std::errc() && train_count > 0 && train_count <= kMaxSyntheticCount,
+           "dataset '{}': expected synthetic:N with a sample count N of 1..{} (a synthetic split "
+           "is generated in memory)", name, kMaxSyntheticCount);
   return true;
 }
 

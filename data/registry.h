@@ -3,7 +3,8 @@
 //   cifar10, cifar100   binary CIFAR files in `dir` (see data/cifar.h; scripts/get-cifar.sh)
 //   fashion-mnist       IDX files in `dir` (default /usr/share/datasets/fashion-mnist)
 //   synthetic           generated, 3x32x32, 10 classes (train 5000 / test 1000 samples);
-//                       "synthetic:N" sets the train size (test: N / 5, at least 100)
+//                       "synthetic:N" sets the train size, N of 1..1,000,000 (test: N / 5, at
+//                       least 100)
 #include <string>
 #include <vector>
 

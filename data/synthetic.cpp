@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "data/input_file.h"
 #include "data/rng.h"
+#include "engine/io/file.h"
 #include "kernels/base/error.h"
 
 namespace mq {
@@ -43,6 +45,14 @@ Dataset make_synthetic(const SyntheticOptions& o) {
            o.classes);
   MQ_CHECK(o.channels > 0 && o.height > 0 && o.width > 0,
            "make_synthetic: bad geometry {}x{}x{}", o.channels, o.height, o.width);
+  MQ_CHECK(o.count <= kMaxSyntheticCount,
+           "synthetic data: {} samples is more than the {} a synthetic split may hold; ask for "
+           "fewer", o.count, kMaxSyntheticCount);
+  // The whole split is allocated at once: its size is checked first, overflow-safe.
+  checked_product({static_cast<int64_t>(o.count), o.channels, o.height, o.width},
+                  fmt::format("synthetic data of {} samples of {}x{}x{}", o.count, o.channels,
+                              o.height, o.width),
+                  static_cast<int64_t>(kMaxDataFileBytes));
   MQ_CHECK(o.noise >= 0.0f, "make_synthetic: noise {} must be >= 0", o.noise);
   Dataset d;
   d.name = "synthetic";

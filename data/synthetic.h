@@ -11,6 +11,10 @@
 
 namespace mq {
 
+// The most samples one synthetic split may hold: 1,000,000 images of 3x32x32 are 3 GB in memory
+// (20x CIFAR-10's training set). Larger requests are refused instead of failing to allocate.
+constexpr size_t kMaxSyntheticCount = 1'000'000;
+
 struct SyntheticOptions {
   size_t count = 1024;
   int classes = 10;
@@ -21,6 +25,8 @@ struct SyntheticOptions {
   float noise = 0.08f;  // std of the pixel noise, in [0, 1] intensity units
 };
 
+// Throws mq::Error for a count above kMaxSyntheticCount or a split of more than
+// kMaxDataFileBytes (data/input_file.h).
 Dataset make_synthetic(const SyntheticOptions& options);
 
 }  // namespace mq

@@ -1,12 +1,7 @@
 #include "meta/golden.h"
 
 #include <cmath>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <limits>
-
-#include <nlohmann/json.hpp>
 
 #include "engine/io/npy.h"
 #include "engine/ops.h"
@@ -14,94 +9,6 @@
 #include "models/resnet_cifar.h"
 
 namespace mq::golden {
-namespace fs = std::filesystem;
-
-namespace {
-std::string str_or_empty(const nlohmann::json& j, const char* key) {
-  return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
-}
-
-// Copies row `step` of a [steps, ...] tensor (the inputs are small; a copy keeps it simple).
-Tensor row(const Tensor& all, int step, const char* what) {
-  MQ_CHECK(step >= 0 && step < all.size(0), "golden: {} has no step {} (it holds {})", what,
-           step, all.size(0));
-  Shape shape(all.shape().begin() + 1, all.shape().end());
-  Tensor out = Tensor::empty(shape, all.dtype());
-  size_t bytes = out.nbytes();
-  std::memcpy(out.raw_data(), static_cast<const char*>(all.raw_data()) + bytes * step, bytes);
-  return out;
-}
-}  // namespace
-
-// ---- Set ----
-Set load_set(const std::string& dir) {
-  Set s;
-  s.dir = dir;
-  std::string path = (fs::path(dir) / "manifest.json").string();
-  std::ifstream in(path);
-  MQ_CHECK(in, "{}: cannot open the golden manifest (is the golden data directory right?)",
-           path);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-    s.lr = j.at("lr").get<double>();
-    s.meta_lr = j.at("meta_lr").get<double>();
-    s.hidden = j.at("hidden").get<int>();
-    s.num_fc = j.at("num_fc").get<int>();
-    s.batch = j.at("batch").get<int>();
-    s.steps = j.at("steps").get<int>();
-    s.adam_weight_decay = j.at("adam_weight_decay").get<double>();
-    s.meta_nonlinear = str_or_empty(j, "meta_nonlinear");
-    for (const auto& c : j.at("cases")) {
-      Case k;
-      k.name = c.at("name").get<std::string>();
-      k.mode = c.at("mode").get<std::string>();
-      k.quantize = str_or_empty(c, "quantize");
-      k.optimizer = c.at("optimizer").get<std::string>();
-      k.meta = str_or_empty(c, "meta");
-      k.bit_w = c.value("bitW", 1);
-      k.losses = c.at("losses").get<std::vector<double>>();
-      s.cases.push_back(std::move(k));
-    }
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: malformed golden manifest: {}", path, e.what());
-  }
-  s.inputs_x = load_npy((fs::path(dir) / "inputs_x.npy").string());
-  s.inputs_y = load_npy((fs::path(dir) / "inputs_y.npy").string());
-  MQ_CHECK(s.inputs_x.dim() == 5 && s.inputs_x.size(0) >= s.steps &&
-               s.inputs_x.size(1) == s.batch && s.inputs_x.dtype() == DType::f32,
-           "{}/inputs_x.npy: expected f32 [steps={}, batch={}, C, H, W], got {}", dir, s.steps,
-           s.batch, s.inputs_x.describe());
-  MQ_CHECK(s.inputs_y.dim() == 2 && s.inputs_y.size(0) >= s.steps &&
-               s.inputs_y.size(1) == s.batch && s.inputs_y.dtype() == DType::i64,
-           "{}/inputs_y.npy: expected i64 [steps={}, batch={}], got {}", dir, s.steps, s.batch,
-           s.inputs_y.describe());
-  return s;
-}
-
-const Case& Set::find(const std::string& name) const {
-  std::string names;
-  for (const auto& c : cases) {
-    if (c.name == name) return c;
-    names += (names.empty() ? "" : ", ") + c.name;
-  }
-  fail("golden: no case '{}' in {}/manifest.json (cases: {})", name, dir, names);
-}
-
-Tensor Set::batch_x(int step) const { return row(inputs_x, step, "inputs_x.npy"); }
-Tensor Set::batch_y(int step) const { return row(inputs_y, step, "inputs_y.npy"); }
-
-std::map<std::string, Tensor> Set::init() const {
-  return load_npy_dir((fs::path(dir) / "init").string(), "");
-}
-
-std::map<std::string, Tensor> Set::load(const Case& c, const std::string& prefix) const {
-  return load_npy_dir((fs::path(dir) / c.name).string(), prefix);
-}
-
-Tensor Set::load_one(const Case& c, const std::string& file) const {
-  return load_npy((fs::path(dir) / c.name / (file + ".npy")).string());
-}
 
 // ---- comparing ----
 std::string TensorDiff::str() const {
@@ -161,6 +68,16 @@ Report compare_state(const std::map<std::string, Tensor>& actual,
     auto it = actual.find(name);
     TensorDiff d = compare_tensor(name, it == actual.end() ? Tensor() : it->second, e, rule);
     r.ok = r.ok && d.ok;
+    r.tensors.push_back(std::move(d));
+  }
+  // The golden files hold every float tensor: one without its file is not a pass.
+  for (const auto& [name, a] : actual) {
+    if (expected.count(name) || !is_floating(a.dtype())) continue;
+    TensorDiff d;
+    d.name = name;
+    d.ok = false;
+    d.problem = "no golden file for this tensor of the engine's state";
+    r.ok = false;
     r.tensors.push_back(std::move(d));
   }
   return r;
@@ -248,6 +165,7 @@ void Verdict::check_losses(const std::vector<double>& losses, const Case& c) {
 }
 
 Verdict verify_fp(const Set& set, const Case& c, DType dtype) {
+  check_case_files(set, c);
   Verdict v;
   FpResult r = replay_fp(set, c, dtype);
   auto note = [&](bool ok, const std::string& line) { v.note(ok, line); };

@@ -1,14 +1,23 @@
 #pragma once
 // Golden traces of the MetaQuant reference (tests/data/golden/metaquant-ref, see its README):
-// loading a case, comparing states under the README's tolerances, and replaying the
-// full-precision cases. Shared by the [golden] tests and `mqtrain verify-golden`.
+// loading and validating a set and its cases (meta/golden_set.cpp: a golden directory may come
+// from anyone, so every field and file is checked before any replay), comparing states under the
+// README's tolerances, and replaying the full-precision cases. Shared by the [golden] tests and
+// `mqtrain verify-golden`.
 #include <map>
 #include <string>
 #include <vector>
 
 #include "engine/tensor.h"
+#include "meta/meta_net.h"
 
 namespace mq::golden {
+
+constexpr int64_t kClasses = 10;  // the sets train a 10-class ResNet20 on 3x32x32 inputs
+// The most activations per weight element a case's meta network may keep (hidden x num_fc for
+// MultiFC, 2 hidden for FC-Grad, 6 hidden for LSTMFC): the replay keeps about 270k weights times
+// this many floats. The shipped set keeps at most 600.
+constexpr int64_t kMaxMetaWidth = 1024;
 
 // Tolerances of docs/metaquant.md §11.2 (never loosen them to make a case pass).
 constexpr double kLossRel = 1e-4;         // every per-step loss, relative
@@ -21,14 +30,19 @@ constexpr double kFinalAdamMax = 1e-2;    //   and all within this
 constexpr double kSignIgnoreAbs = 1e-4;   // sign agreement of quantized weights, |w| >= this
 
 struct Case {
-  std::string name, mode, quantize, optimizer, meta;  // empty where the manifest has null
-  int bit_w = 1;
-  std::vector<double> losses;
+  std::string name;       // a plain name: the case's folder
+  std::string mode;       // fp | ste | metaquant
+  std::string quantize;   // a quantizer of the table (ste, metaquant); empty for fp
+  std::string optimizer;  // SGD | Adam
+  std::string meta;       // FC-Grad | MultiFC | LSTMFC (metaquant); empty otherwise
+  int bit_w = 1;          // within the quantizer's bits (1 for fp)
+  std::vector<double> losses;  // one per step
 };
 
 struct Set {
   std::string dir;
-  double lr = 0, meta_lr = 0, adam_weight_decay = 0;
+  double lr = 0, meta_lr = 0;
+  double adam_weight_decay = 0;  // always kMetaQuantWeightDecay (the engine's; others refused)
   int hidden = 0, num_fc = 0, batch = 0, steps = 0;
   std::string meta_nonlinear;
   std::vector<Case> cases;
@@ -44,8 +58,24 @@ struct Set {
   Tensor load_one(const Case& c, const std::string& file) const;  // e.g. "step1.logits"
 };
 
-// Reads manifest.json and the inputs; errors name the missing/malformed file.
+// Reads manifest.json and the inputs. Every field is type- and range-checked (the ranges of
+// mqtrain's flags: hidden 1..100000, num_fc 2..64, batch 1..65536, bitW within the case's
+// quantizer's bits; a meta network within kMaxMetaWidth; adam_weight_decay the engine's 5e-4;
+// case names plain names); inputs_x must be f32 [>= steps, batch, 3, 32, 32] and inputs_y i64
+// [>= steps, batch] with labels 0..9. Every problem, including what std::filesystem and the JSON
+// library report, is an mq::Error naming the file (and field).
 Set load_set(const std::string& dir);
+
+// Checks a case's tensor files before a replay: every tensor the replay compares is there
+// (final.* for each float tensor of the model, step1.grad.* for each parameter of fp cases,
+// step1.logits of fp and ste cases, meta_init.* / meta_final.* for each tensor of the meta
+// network), each with the shape the case's model has, and no other. mq::Error naming the file.
+void check_case_files(const Set& set, const Case& c);
+// The tensor files a case needs, as file stems ("final.fc.bias", "step1.logits") -> shape.
+std::map<std::string, Shape> expected_case_files(const Set& set, const Case& c);
+
+// The meta network of a metaquant case (hidden, num_fc and activation from the manifest).
+MetaNetConfig meta_config(const Set& set, const Case& c);
 
 // ---- comparing ----
 enum class Rule {
@@ -74,7 +104,8 @@ struct Report {
 
 TensorDiff compare_tensor(const std::string& name, const Tensor& actual, const Tensor& expected,
                           Rule rule);
-// Compares every tensor of `expected` with the same name in `actual` (missing = failure).
+// Compares every tensor of `expected` with the same name in `actual`; a tensor missing on either
+// side fails (a float tensor of `actual` without its golden file too).
 Report compare_state(const std::map<std::string, Tensor>& actual,
                      const std::map<std::string, Tensor>& expected, Rule rule);
 // |a - b| <= kLossRel |b| for each step; returns the worst relative error (or +inf on a count

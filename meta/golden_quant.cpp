@@ -16,15 +16,6 @@ std::map<std::string, Tensor> to_map(const NamedTensors& named) {
   return m;
 }
 
-MetaNetConfig meta_config(const Set& set, const Case& c) {
-  MetaNetConfig cfg;
-  cfg.kind = parse_meta_kind(c.meta);
-  cfg.hidden = set.hidden;
-  cfg.num_fc = set.num_fc;
-  cfg.act = parse_meta_act(set.meta_nonlinear);
-  return cfg;
-}
-
 }  // namespace
 
 QuantResult replay_quant(const Set& set, const Case& c) {
@@ -90,6 +81,7 @@ TensorDiff compare_signs(const std::string& name, const Tensor& actual, const Te
 }
 
 Verdict verify_quant(const Set& set, const Case& c) {
+  check_case_files(set, c);
   Verdict v;
   QuantResult r = replay_quant(set, c);
   auto note = [&](bool ok, const std::string& line) { v.note(ok, line); };
@@ -143,7 +135,13 @@ bool verify_golden_dir(const std::string& dir, const std::string& case_filter, s
   if (selected.empty()) set.find(case_filter);  // throws, listing the cases
   int failed = 0;
   for (const Case* c : selected) {
-    Verdict v = c->mode == "fp" ? verify_fp(set, *c) : verify_quant(set, *c);
+    Verdict v;
+    // A case that cannot be replayed (a missing or malformed file) fails; the others still run.
+    try {
+      v = c->mode == "fp" ? verify_fp(set, *c) : verify_quant(set, *c);
+    } catch (const std::exception& e) {
+      v.note(false, std::string("error: ") + e.what());
+    }
     failed += !v.ok;
     // One line per case: the verdict and its findings' headlines.
     out << (v.ok ? "PASS " : "FAIL ") << c->name << "\n";
