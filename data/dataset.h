@@ -8,6 +8,11 @@
 
 namespace mq {
 
+// The largest dataset file, or decompressed payload, the readers accept (4 GiB: CIFAR-100's
+// training file is 154 MB, Fashion-MNIST's 47 MB). A bound on what one file can make mq
+// allocate, whatever its header claims.
+constexpr uint64_t kMaxDataFileBytes = uint64_t{4} << 30;
+
 struct Dataset {
   std::vector<uint8_t> images;  // size() * channels * height * width bytes
   std::vector<int64_t> labels;  // one per image, in [0, classes)

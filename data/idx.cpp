@@ -9,7 +9,7 @@
 
 #include "kernels/base/error.h"
 #include "engine/io/file.h"
-#include "data/input_file.h"
+#include "engine/io/input_file.h"
 
 namespace fs = std::filesystem;
 

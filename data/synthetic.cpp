@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "data/input_file.h"
+#include "engine/io/input_file.h"
 #include "data/rng.h"
 #include "engine/io/file.h"
 #include "kernels/base/error.h"

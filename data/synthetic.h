@@ -26,7 +26,7 @@ struct SyntheticOptions {
 };
 
 // Throws mq::Error for a count above kMaxSyntheticCount or a split of more than
-// kMaxDataFileBytes (data/input_file.h).
+// kMaxDataFileBytes (data/dataset.h).
 Dataset make_synthetic(const SyntheticOptions& options);
 
 }  // namespace mq

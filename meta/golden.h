@@ -59,7 +59,7 @@ struct Set {
 };
 
 // Reads manifest.json and the inputs. Every field is type- and range-checked (the ranges of
-// mqtrain's flags: hidden 1..100000, num_fc 2..64, batch 1..65536, bitW within the case's
+// mqtrain's flags, meta/training_run.h: hidden 1..4096, num_fc 2..64, batch 1..65536, bitW within the case's
 // quantizer's bits; a meta network within kMaxMetaWidth; adam_weight_decay the engine's 5e-4;
 // case names plain names); inputs_x must be f32 [>= steps, batch, 3, 32, 32] and inputs_y i64
 // [>= steps, batch] with labels 0..9. Every problem, including what std::filesystem and the JSON

@@ -8,12 +8,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "data/input_file.h"
+#include "engine/io/input_file.h"
 #include "engine/io/file.h"
 #include "engine/io/npy.h"
 #include "engine/optim/optimizer.h"
 #include "kernels/quantize/quantizer_table.h"
 #include "meta/golden.h"
+#include "meta/training_run.h"
 #include "meta/quantized_layers.h"
 #include "models/resnet_cifar.h"
 
@@ -196,12 +197,12 @@ Set load_set_checked(const std::string& dir) {
   MQ_CHECK(j.is_object(), "{}: the golden manifest must be a JSON object", path);
   Set s;
   s.dir = dir;
-  // The ranges of mqtrain's flags (tools/cli/mqtrain_cli.cpp); the work they imply is bounded
+  // The ranges of mqtrain's flags (meta/training_run.h); the work they imply is bounded
   // by the inputs' size and, for the meta network, by kMaxMetaWidth below.
   s.lr = positive_number(field(path, j, "", "lr"));
   s.meta_lr = positive_number(field(path, j, "", "meta_lr"));
-  s.hidden = static_cast<int>(int_in(field(path, j, "", "hidden"), 1, 100000));
-  s.num_fc = static_cast<int>(int_in(field(path, j, "", "num_fc"), 2, 64));
+  s.hidden = static_cast<int>(int_in(field(path, j, "", "hidden"), 1, kMaxHidden));
+  s.num_fc = static_cast<int>(int_in(field(path, j, "", "num_fc"), kMinNumFc, kMaxNumFc));
   s.batch = static_cast<int>(int_in(field(path, j, "", "batch"), 1, 65536));
   s.steps = static_cast<int>(int_in(field(path, j, "", "steps"), 1, 100000));
   // The engine's MetaQuant Adam refinement uses the reference's fixed weight decay
