@@ -172,7 +172,8 @@ Tensor lstm_meta_cpu(const MetaNet& net, const Tensor& g_hat, const Tensor& w_ti
   Tensor h_prev = state.h;  // kept alive for dW_hh (the caller may drop the old state)
   return record(
       G, "meta_gradient_lstm", {net.w_ih, net.w_hh, net.b_ih, net.b_hh, net.fc_w, net.fc_b},
-      [netp, h_prev, hn, K, x, g, h](const Tensor& dG) {
+      // hn = hn: clang 14 cannot capture a structured binding by name (C++20, clang 16).
+      [netp, h_prev, hn = hn, K, x, g, h](const Tensor& dG) {
         const DType dt = dG.dtype();
         const Device dev = dG.device();
         Tensor gw_ih = Tensor::zeros({4 * h, 1}, dt, dev), gw_hh = Tensor::zeros({4 * h, h}, dt, dev);

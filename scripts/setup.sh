@@ -6,6 +6,9 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libeigen3-dev catch2 libcli11-dev nlohmann-json3-dev zlib1g-dev libfmt-dev
   dataset-fashion-mnist
+  # the sanitizer and fuzzing build (scripts/sanitize.sh, scripts/fuzz.sh): clang with its
+  # ASan/UBSan/libFuzzer runtimes, clang's OpenMP runtime, llvm-symbolizer for the stacks
+  clang-14 libclang-rt-14-dev libomp-14-dev llvm-14
 )
 # Optional extras: PyTorch (CPU) for the side-by-side benchmarks, matplotlib for plots.
 if [[ "${MQ_SETUP_EXTRAS:-0}" == 1 ]]; then

@@ -3,13 +3,13 @@
 
 #include <unistd.h>
 
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "engine/io/checkpoint.h"
 #include "op_test.h"
+#include "test_data_util.h"
 
 using namespace mq;
 namespace fs = std::filesystem;
@@ -74,7 +74,7 @@ TEST_CASE("checkpoint: round trip of every dtype, 0-dim and empty tensors, metad
     const Tensor& u = ck.tensors.at(name);
     REQUIRE(u.dtype() == t.dtype());
     REQUIRE(u.shape() == t.shape());
-    REQUIRE(std::memcmp(u.raw_data(), t.raw_data(), t.nbytes()) == 0);
+    REQUIRE(test::same_bytes(u, t));
   }
   // Saving again over the file replaces it; no temporary file remains.
   save_checkpoint(path.string(), {{"only", Tensor::scalar(1.0)}});

@@ -1,6 +1,8 @@
 #pragma once
-// Helpers shared by the data tests: a self-deleting temporary directory and file patching.
+// Helpers shared by the data and I/O tests: a self-deleting temporary directory, file patching,
+// and byte-for-byte tensor comparison.
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -8,7 +10,17 @@
 
 #include <unistd.h>
 
+#include "engine/tensor.h"
+
 namespace mq::test {
+
+// Built with ASan + UBSan (scripts/sanitize.sh defines MQ_SANITIZED): training runs about 10x
+// slower there, so tests that train many runs try fewer settings (the Release suite runs all).
+#ifdef MQ_SANITIZED
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
 
 class TempDir {
  public:
@@ -40,6 +52,13 @@ inline std::vector<uint8_t> read_bytes(const std::string& path) {
 inline void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+// True when a and b (host tensors) hold the same bytes. An empty tensor may have no buffer at all
+// (raw_data() null), and memcmp on a null pointer is undefined even for 0 bytes: UBSan stops on it.
+inline bool same_bytes(const Tensor& a, const Tensor& b) {
+  if (a.nbytes() != b.nbytes()) return false;
+  return a.nbytes() == 0 || std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()) == 0;
 }
 
 }  // namespace mq::test

@@ -3,6 +3,7 @@
 
 #include "engine/io/npy.h"
 #include "op_test.h"
+#include "test_data_util.h"
 
 using namespace mq;
 using namespace mq::test;
@@ -47,7 +48,7 @@ TEST_CASE("npy round trips every supported dtype and shape", "[npy]") {
       Tensor back = decode_npy(bytes, "mem");
       REQUIRE(back.shape() == t.shape());
       REQUIRE(back.dtype() == t.dtype());
-      REQUIRE(std::memcmp(back.raw_data(), t.raw_data(), t.nbytes()) == 0);
+      REQUIRE(same_bytes(back, t));
     }
   }
 }

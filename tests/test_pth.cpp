@@ -2,7 +2,6 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -11,6 +10,7 @@
 #include "engine/io/pth.h"
 #include "models/resnet_cifar.h"
 #include "op_test.h"
+#include "test_data_util.h"
 
 using namespace mq;
 namespace fs = std::filesystem;
@@ -39,7 +39,7 @@ void require_matches_npy(const TensorMap& got, const std::string& expect_dir) {
     const Tensor& g = got.at(k);
     REQUIRE(g.dtype() == w.dtype());
     REQUIRE(g.shape() == w.shape());
-    REQUIRE(std::memcmp(g.raw_data(), w.raw_data(), w.nbytes()) == 0);
+    REQUIRE(test::same_bytes(g, w));
   }
 }
 

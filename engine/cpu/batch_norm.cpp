@@ -10,8 +10,13 @@
 #include "engine/cpu/bn_eval_affine.h"
 #include "engine/dispatch.h"
 
+#if defined(__clang__)  // the same for clang (the sanitizer build), which ignores GCC's pragma
+#pragma float_control(push)
+#pragma clang fp contract(off)
+#else
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
+#endif
 
 namespace mq::cpu {
 namespace {
@@ -341,4 +346,8 @@ void batch_norm_backward_eval(const Tensor& gy, const Tensor& x, const Tensor& w
 
 }  // namespace mq::cpu
 
+#if defined(__clang__)
+#pragma float_control(pop)
+#else
 #pragma GCC pop_options
+#endif

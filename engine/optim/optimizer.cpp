@@ -148,8 +148,13 @@ std::vector<std::pair<std::string, std::vector<Tensor>*>> Adam::buffers() {
 }
 
 // fp-contract=off: the Adam math rounds as PyTorch does (see adam_math.h).
+#if defined(__clang__)  // the same for clang (the sanitizer build), which ignores GCC's pragma
+#pragma float_control(push)
+#pragma clang fp contract(off)
+#else
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
+#endif
 void Adam::update(bool refine_only) {
   NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -199,7 +204,11 @@ void Adam::update(bool refine_only) {
     if (refine_only) p.set_grad(out);
   }
 }
+#if defined(__clang__)
+#pragma float_control(pop)
+#else
 #pragma GCC pop_options
+#endif
 
 void Adam::step() { update(false); }
 void Adam::refine() { update(true); }

@@ -79,7 +79,11 @@ MQ_HD_INLINE float exp_reduced_f32(float y) {  // exp(y) for -87 <= y <= 88
   p = fma_of(p, r, 0.5f);
   p = fma_of(p, r, 1.0f);
   p = fma_of(p, r, 1.0f);
-  return p * bits_to_float((static_cast<int32_t>(k) + 127) << 23);
+  // A NaN y makes k NaN, and converting NaN to int is undefined (UBSan stops there): a NaN k
+  // fails the compare and becomes -127, a finite scale for p, which is NaN already. For
+  // -87 <= y <= 88, k lies in [-126, 127] and passes unchanged. One max instruction, vectorizes.
+  const float k_finite = k > -127.0f ? k : -127.0f;
+  return p * bits_to_float((static_cast<int32_t>(k_finite) + 127) << 23);
 }
 
 MQ_HD_INLINE float exp_f32(float y) {
