@@ -30,7 +30,7 @@ images_per_s() {  # impl threads -> train images/s
   local args=(--threads "$2" --batch "$batch" --steps "$steps")
   if [[ $1 == mq ]]; then "$bin" "${args[@]}" --json
   else OMP_NUM_THREADS=$2 "$py" benchmarks/resnet_step_torch.py "${args[@]}"; fi |
-    "$py" -c 'import json,sys; print(f"{json.load(sys.stdin)[\"train_images_per_s\"]:.1f}")'
+    "$py" -c "import json,sys; print('%.1f' % json.load(sys.stdin)['train_images_per_s'])"
 }
 
 impls=(mq); ((have_torch)) && impls+=(pytorch)

@@ -3,16 +3,13 @@
 // The input is argv without the program name, one argument per line ('\n'; a NUL also
 // separates). mq::Error (a refused value) and CLI11's own parse errors (returned as an exit code)
 // are the expected outcomes; any other exception, crash or sanitizer report is a finding.
-//
-// The command line is its own library (mqtrain_cli) beside mq; it is compiled in here so that the
-// target links against mq alone, like every other fuzz target.
-#include "tools/cli/mqtrain_cli.cpp"
-
 #include <cstddef>
 #include <cstdint>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "tools/cli/mqtrain_cli.h"
 
 namespace {
 
