@@ -75,7 +75,7 @@ command -v ninja >/dev/null && GENERATOR=Ninja
 export BUILD JOBS GENERATOR PATH
 build() {
   cmake -S . -B "$BUILD" -G "$GENERATOR" -DCMAKE_BUILD_TYPE=Release -DMQ_CUDA=ON \
-    -DCMAKE_CUDA_ARCHITECTURES=90 &&
+    -DCMAKE_CUDA_ARCHITECTURES=90 -DMQ_FMT_HEADER_ONLY=ON &&
     cmake --build "$BUILD" -j "$JOBS"
 }
 export -f build

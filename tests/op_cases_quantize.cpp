@@ -269,7 +269,7 @@ void add_quantize_cases(OpRegistry& r) {
     for (const Weights& w : ws)
       for (OpCase* c : {&add_quantize(r, spec, w), &add_calibration(r, spec, w),
                         &add_quantize_backward(r, spec, w, g_seed++)})
-        if (w.f32_only) c->dtypes = {DType::f32};
+        if (w.f32_only) c->dtypes = {DType::f32}, c->large = true;
   }
   r.no_gradcheck("calibration", "no history: c is a constant of the meta update");
   r.no_gradcheck("quantize_backward", "the STE's backward itself, without history");

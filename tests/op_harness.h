@@ -113,6 +113,10 @@ struct OpCase {
   bool perf = false;
   double perf_bytes = 0, perf_flops = 0;
 
+  // Millions of elements, there for CUDA's many blocks: the sanitizer build (MQ_SANITIZED, ~10x
+  // slower) skips their CPU formula and gradient checks; the smaller cases cover the same code.
+  bool large = false;
+
   std::string title() const { return op + " [" + params + "]"; }
 };
 
