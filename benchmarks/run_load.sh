@@ -23,24 +23,30 @@ have_torch=1
 
 spinner=""
 start_load() { "$py" -c 'while True: pass' & spinner=$!; sleep 1; }
-stop_load() { [[ -n $spinner ]] && kill "$spinner" 2>/dev/null && wait "$spinner" 2>/dev/null; spinner=""; }
+stop_load() {  # (wait reports the spinner's SIGTERM as status 143: not a failure here)
+  if [[ -n $spinner ]]; then kill "$spinner" 2>/dev/null || true; wait "$spinner" 2>/dev/null || true; fi
+  spinner=""
+}
 trap stop_load EXIT
 
-images_per_s() {  # impl threads -> train images/s
+images_per_s() {  # impl threads -> train images/s (impl mq-passive: OMP_WAIT_POLICY=passive)
   local args=(--threads "$2" --batch "$batch" --steps "$steps")
   if [[ $1 == mq ]]; then "$bin" "${args[@]}" --json
+  elif [[ $1 == mq-passive ]]; then OMP_WAIT_POLICY=passive "$bin" "${args[@]}" --json
   else OMP_NUM_THREADS=$2 "$py" benchmarks/resnet_step_torch.py "${args[@]}"; fi |
     "$py" -c "import json,sys; print('%.1f' % json.load(sys.stdin)['train_images_per_s'])"
 }
 
-impls=(mq); ((have_torch)) && impls+=(pytorch)
+# mq-passive: threads that wait at the end of a parallel region sleep at once instead of
+# spinning first (libgomp reads OMP_WAIT_POLICY when it loads, so it is set from outside).
+impls=(mq mq-passive); ((have_torch)) && impls+=(pytorch)
 echo "ResNet20 batch $batch, $steps timed steps, train images/s; load = one busy process"
-printf '%-6s %-8s %-8s %s\n' round load impl "1 thread / 2 threads"
+printf '%-6s %-8s %-11s %s\n' round load impl "1 thread / 2 threads"
 for ((r = 1; r <= rounds; ++r)); do
   for load in quiet loaded; do
     [[ $load == loaded ]] && start_load
     for impl in "${impls[@]}"; do
-      printf '%-6s %-8s %-8s %s / %s\n' "$r" "$load" "$impl" "$(images_per_s "$impl" 1)" \
+      printf '%-6s %-8s %-11s %s / %s\n' "$r" "$load" "$impl" "$(images_per_s "$impl" 1)" \
         "$(images_per_s "$impl" 2)"
     done
     stop_load
