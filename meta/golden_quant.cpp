@@ -92,20 +92,25 @@ Verdict verify_quant(const Set& set, const Case& c) {
     note(logits.ok, logits.str());
   }
   const bool adam = c.optimizer == "Adam";
-  const Rule rule = adam ? Rule::adam_final : Rule::max_abs;
-  const char* rule_name = adam ? "Adam rule" : "max abs 1e-4";
+  const Rule rule = adam ? Rule::final_adam : Rule::final_sgd;
+  const char* rule_name = final_rule_name(adam);
   auto expected = set.load(c, "final.");
   Report fin = compare_state(r.final_state, expected, rule);
   note(fin.ok, fmt::format("final state ({}): {}", rule_name, fin.str()));
   if (!fin.ok)
     for (const auto& d : fin.tensors)
       if (!d.ok) v.lines.push_back("     final " + d.str());
+  Report meta;
   if (c.mode == "metaquant") {
-    Report meta = compare_state(r.meta_final, set.load(c, "meta_final."), rule);
+    meta = compare_state(r.meta_final, set.load(c, "meta_final."), rule);
     note(meta.ok, fmt::format("final meta network ({}): {}", rule_name, meta.str()));
     if (!meta.ok)
       for (const auto& d : meta.tensors)
         if (!d.ok) v.lines.push_back("     meta " + d.str());
+  }
+  if (adam) {  // the fraction within tol over all the case's final elements, model and meta
+    const AdamFraction f = adam_fraction({&fin, &meta});
+    note(f.ok, f.str());
   }
   int flips = 0;
   for (const auto& name : r.quantized_weights) {
