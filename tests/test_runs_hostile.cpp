@@ -315,6 +315,21 @@ TEST_CASE("runs: --train-subset larger than the training set is refused", "[runs
   fs::remove_all(root);
 }
 
+TEST_CASE("runs: model and dataset names are case-insensitive, as the reference spells them",
+          "[runs]") {
+  const fs::path root = fresh_dir("names");
+  Exit e = mqtrain(root, "pretrain -m ResNet8 -d Synthetic:64 -n 1 -bs 32 --device cpu "
+                         "--threads 1 --run r --results " + root.string());
+  INFO(e.output);
+  CHECK(e.code == 0);
+  CHECK(fs::exists(run_dir(root, "synthetic:64", "r") / "loss.txt"));  // filed under lower case
+  Exit bad = mqtrain(root, "pretrain -m ResNet21 -d synthetic:64 -n 1 --device cpu --results " +
+                               root.string());
+  CHECK(bad.code == 1);
+  CHECK(contains(bad.output, "--model 'resnet21': expected resnet8, resnet20"));
+  fs::remove_all(root);
+}
+
 TEST_CASE("runs: exceptions that are not mq::Error end in a message and exit status 1",
           "[runs]") {
   const fs::path root = fresh_dir("throw");

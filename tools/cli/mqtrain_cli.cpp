@@ -4,6 +4,7 @@
 #include "tools/cli/mqtrain_cli.h"
 
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -178,6 +179,13 @@ MqtrainCommand parse_mqtrain_args(const std::vector<std::string>& args, std::ost
     c.exit_code = app.exit(e, out, err);
     return c;
   }
+  // Model and dataset names are case-insensitive (the reference's spellings: -m ResNet20
+  // -d CIFAR10); runs are filed under the lower-case name.
+  auto lower = [](std::string& name) {
+    for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  };
+  lower(o.model);
+  lower(o.dataset);
   CLI::App* run = *pretrain ? pretrain : *quantize ? quantize : nullptr;
   if (run) {
     c.command = run == pretrain ? Command::pretrain : Command::quantize;
