@@ -18,6 +18,10 @@
   /* y [N,C] = mean over H,W of x [N,C,H,W]; gx = gy / (H*W) broadcast */                        \
   void global_avg_pool_forward(const Tensor& x, Tensor& y);                                      \
   void global_avg_pool_backward(const Tensor& gy, Tensor& gx);                                   \
+  /* y, indices [N,C,P,Q] = max pooling of x [N,C,H,W] (indices i64, flat within the plane); */ \
+  /* gx = gy scattered to the chosen elements (sums where windows overlap)                  */ \
+  void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& indices, MaxPool2dParams p);        \
+  void max_pool2d_backward(const Tensor& gy, const Tensor& indices, Tensor& gx, MaxPool2dParams p); \
   /* batch norm over N,H,W per channel. Training: normalizes with the biased batch variance,  */ \
   /* saves mean and 1/sqrt(var+eps), updates running stats (unbiased var) with momentum.      */ \
   /* weight/bias may be undefined (affine off).                                                */ \

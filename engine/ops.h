@@ -44,6 +44,15 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 // x [N, C, H, W] -> [N, C]
 Tensor global_avg_pool(const Tensor& x);
+struct MaxPool2dParams {
+  int64_t kernel = 2;
+  int64_t stride = 2;
+  int64_t padding = 0;  // at most kernel / 2, as PyTorch; padding never wins
+};
+// x [N, C, H, W] -> [N, C, P, Q], P = (H + 2 padding - kernel) / stride + 1 (floor), each the
+// maximum of its window; among equal maxima the first in row-major order, a NaN wins (as
+// PyTorch). The gradient goes to the chosen element (summed where windows overlap).
+Tensor max_pool2d(const Tensor& x, MaxPool2dParams params);
 
 struct BatchNormParams {
   bool training = true;

@@ -25,6 +25,33 @@ Tensor global_avg_pool(const Tensor& x) {
   });
 }
 
+Tensor max_pool2d(const Tensor& x, MaxPool2dParams p) {
+  const char* op = "max_pool2d";
+  check_operand(x, x, 4, op, "x");
+  MQ_CHECK(p.kernel >= 1 && p.stride >= 1 && p.padding >= 0 && p.padding <= p.kernel / 2,
+           "max_pool2d: need kernel >= 1, stride >= 1 and 0 <= padding <= kernel / 2, got kernel "
+           "{} stride {} padding {}", p.kernel, p.stride, p.padding);
+  const int64_t h = x.size(2), w = x.size(3);
+  MQ_CHECK(h + 2 * p.padding >= p.kernel && w + 2 * p.padding >= p.kernel,
+           "max_pool2d: the {}x{} window does not fit the padded input {} (padding {})", p.kernel,
+           p.kernel, x.describe(), p.padding);
+  const int64_t out_h = (h + 2 * p.padding - p.kernel) / p.stride + 1;
+  const int64_t out_w = (w + 2 * p.padding - p.kernel) / p.stride + 1;
+  Tensor y = Tensor::empty({x.size(0), x.size(1), out_h, out_w}, x.dtype(), x.device());
+  Tensor indices = Tensor::empty(y.shape(), DType::i64, x.device());
+  on_device(x, op,
+      [&](auto) { cpu::max_pool2d_forward(x, y, indices, p); },
+      [&](auto) { cuda_ops::max_pool2d_forward(x, y, indices, p); });
+  Shape shape = x.shape();
+  return record(y, op, {x}, [shape, indices, p](const Tensor& gy) {
+    Tensor gx = Tensor::empty(shape, gy.dtype(), gy.device());
+    on_device(gy, "max_pool2d_backward",
+        [&](auto) { cpu::max_pool2d_backward(gy, indices, gx, p); },
+        [&](auto) { cuda_ops::max_pool2d_backward(gy, indices, gx, p); });
+    return std::vector<Tensor>{gx};
+  });
+}
+
 void nn_detail::check_batch_norm_params(const Tensor& x, int64_t c, const Tensor& weight,
                                         const Tensor& bias, const Tensor& running_mean,
                                         const Tensor& running_var, const char* op) {

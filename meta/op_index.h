@@ -36,6 +36,7 @@
   X(matmul, "engine/ops.h")                      \
   X(linear, "engine/ops.h")                      \
   X(global_avg_pool, "engine/ops.h")             \
+  X(max_pool2d, "engine/ops.h")                  \
   X(batch_norm, "engine/ops.h")                  \
   X(conv2d_bn_eval, "engine/ops.h")              \
   X(cross_entropy, "engine/ops.h")               \

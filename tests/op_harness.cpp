@@ -110,6 +110,7 @@ const OpRegistry& op_registry() {
     add_reduction_cases(r);
     add_conv_cases(r);
     add_linear_cases(r);
+    add_pool_cases(r);
     add_norm_cases(r);
     add_loss_cases(r);
     add_quantize_cases(r);

@@ -141,6 +141,7 @@ void add_elementwise_cases(OpRegistry& r);
 void add_reduction_cases(OpRegistry& r);
 void add_conv_cases(OpRegistry& r);
 void add_linear_cases(OpRegistry& r);
+void add_pool_cases(OpRegistry& r);
 void add_norm_cases(OpRegistry& r);
 void add_loss_cases(OpRegistry& r);
 void add_quantize_cases(OpRegistry& r);

@@ -76,6 +76,27 @@ std::array<uint64_t, 6> bn_fingerprint(const Shape& shape, bool training) {
 }
 }  // namespace
 
+TEST_CASE("max_pool2d: a NaN wins its window, as PyTorch; bad arguments are refused", "[nn]") {
+  const float nan = std::nanf("");
+  // One 2x4 plane, two 2x2 windows: a NaN among numbers, and numbers only.
+  Tensor x = Tensor::from_vector<float>({1, nan, 5, 2, 3, 4, 2, 5}, {1, 1, 2, 4});
+  x.set_requires_grad();
+  Tensor y = max_pool2d(x, {2, 2, 0});
+  REQUIRE(y.shape() == Shape{1, 1, 1, 2});
+  CHECK(std::isnan(y.data<float>()[0]));
+  CHECK(y.data<float>()[1] == 5);
+  sum(mul(y, Tensor::from_vector<float>({0, 1}, {1, 1, 1, 2}))).backward();
+  // the second window's maximum 5 appears twice: the first in row-major order ([0, 2]) takes it
+  const std::vector<float> want = {0, 0, 1, 0, 0, 0, 0, 0};
+  for (int i = 0; i < 8; ++i) CHECK(x.grad().data<float>()[i] == want[i]);
+
+  Tensor img = Tensor::zeros({1, 2, 4, 4});
+  REQUIRE_THROWS_WITH(max_pool2d(img, {3, 1, 2}), Catch::Contains("padding <= kernel / 2"));
+  REQUIRE_THROWS_WITH(max_pool2d(img, {2, 0, 0}), Catch::Contains("stride >= 1"));
+  REQUIRE_THROWS_WITH(max_pool2d(img, {6, 1, 0}), Catch::Contains("does not fit"));
+  REQUIRE_THROWS_WITH(max_pool2d(Tensor::zeros({2, 4, 4}), {2, 2, 0}), Catch::Contains("max_pool2d"));
+}
+
 TEST_CASE("batch_norm rounds bit for bit as PyTorch's CPU batch norm", "[nn]") {
   // Expected: FNV-1a over the bytes of y, running_mean, running_var, grad x, grad w, grad b
   // from torch.nn.functional.batch_norm + backward in PyTorch 1.13 (CPU, AVX2 kernels, one

@@ -75,6 +75,22 @@ void global_avg_pool_backward(const Tensor& gy, Tensor& gx) {
                                          cuda::stream(gx.device().index));
 }
 
+static kernels::PoolGeometry pool_geometry(const Tensor& x, const Tensor& y, MaxPool2dParams p) {
+  return {x.size(2), x.size(3), y.size(2), y.size(3), p.kernel, p.stride, p.padding};
+}
+
+void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& indices, MaxPool2dParams p) {
+  kernels::max_pool2d_forward_cuda(x.data<float>(), y.data<float>(), indices.data<int64_t>(),
+                                   x.size(0) * x.size(1), pool_geometry(x, y, p),
+                                   cuda::stream(x.device().index));
+}
+
+void max_pool2d_backward(const Tensor& gy, const Tensor& indices, Tensor& gx, MaxPool2dParams p) {
+  kernels::max_pool2d_backward_cuda(gy.data<float>(), indices.data<int64_t>(), gx.data<float>(),
+                                    gx.size(0) * gx.size(1), pool_geometry(gx, gy, p),
+                                    cuda::stream(gx.device().index));
+}
+
 void batch_norm_forward_train(const Tensor& x, const Tensor& weight, const Tensor& bias,
                               Tensor& running_mean, Tensor& running_var, double momentum,
                               double eps, Tensor& y, Tensor& save_mean, Tensor& save_invstd) {

@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/nn/pool_math.h"
+
 namespace mq::kernels {
 
 // y [rows, cols] += bias [cols] on every row; out [cols] = column sums of g [rows, cols].
@@ -15,6 +17,13 @@ void global_avg_pool_forward_cuda(const float* x, float* y, int64_t planes, int6
                                   void* stream);
 void global_avg_pool_backward_cuda(const float* gy, float* gx, int64_t planes, int64_t hw,
                                    void* stream);
+
+// Max pooling over `planes` planes of g.h x g.w: y and indices (flat within the plane) are
+// [planes, g.p, g.q]; the backward writes every element of gx [planes, g.h, g.w].
+void max_pool2d_forward_cuda(const float* x, float* y, int64_t* indices, int64_t planes,
+                             const PoolGeometry& g, void* stream);
+void max_pool2d_backward_cuda(const float* gy, const int64_t* indices, float* gx, int64_t planes,
+                              const PoolGeometry& g, void* stream);
 
 // Batch norm over x viewed as [n, c, hw], statistics per channel over n*hw values.
 // weight/bias may be null (affine off). The launchers need scratch device memory of
