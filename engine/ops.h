@@ -18,6 +18,10 @@ Tensor add_scalar(const Tensor& a, double s);
 Tensor mul_scalar(const Tensor& a, double s);
 Tensor neg(const Tensor& a);
 Tensor relu(const Tensor& a);
+// x clamped to [lo, hi] (NaN stays NaN); the gradient passes where lo < x < hi, as PyTorch's
+// Hardtanh (zero at the bounds themselves, unlike torch.clamp's).
+Tensor hardtanh(const Tensor& a, double lo, double hi);
+Tensor relu6(const Tensor& a);  // hardtanh(a, 0, 6), as torch.nn.ReLU6
 Tensor tanh(const Tensor& a);
 Tensor abs(const Tensor& a);
 Tensor sign(const Tensor& a);         // sign(0) = 0; gradient zero

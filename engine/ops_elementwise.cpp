@@ -110,6 +110,44 @@ Tensor relu(const Tensor& a) {
   });
 }
 
+Tensor hardtanh(const Tensor& a, double lo, double hi) {
+  const char* op = "hardtanh";
+  check_defined(a, op, "a");
+  check_floating(a, op, "a");
+  MQ_CHECK(lo <= hi, "hardtanh: need lo <= hi, got lo {} hi {}", lo, hi);
+  Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
+  on_device(
+      a, op,
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::hardtanh_cpu<T>(a.data<T>(), y.data<T>(), a.numel(), T(lo), T(hi));
+      },
+      [&](auto stream) {
+        kernels::hardtanh_cuda(a.data<float>(), y.data<float>(), a.numel(), float(lo), float(hi),
+                               stream);
+      });
+  // The input, not the output: at a bound the output cannot tell x == hi from x > hi.
+  Tensor x = a.detach();
+  return record(y, op, {a}, [x, lo, hi](const Tensor& g) {
+    check_same_shape(g, x, "hardtanh_backward");
+    Tensor gx = Tensor::empty(x.shape(), g.dtype(), g.device());
+    on_device(
+        g, "hardtanh_backward",
+        [&](auto tag) {
+          using T = decltype(tag);
+          kernels::hardtanh_grad_cpu<T>(g.data<T>(), x.data<T>(), gx.data<T>(), x.numel(), T(lo),
+                                        T(hi));
+        },
+        [&](auto stream) {
+          kernels::hardtanh_grad_cuda(g.data<float>(), x.data<float>(), gx.data<float>(),
+                                      x.numel(), float(lo), float(hi), stream);
+        });
+    return std::vector<Tensor>{gx};
+  });
+}
+
+Tensor relu6(const Tensor& a) { return hardtanh(a, 0.0, 6.0); }
+
 Tensor tanh(const Tensor& a) {
   Tensor y = unary(UnaryOp::tanh, a, "tanh");
   Tensor saved = y.detach();

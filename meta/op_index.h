@@ -21,6 +21,7 @@
   X(mul_scalar, "engine/ops.h")                  \
   X(neg, "engine/ops.h")                         \
   X(relu, "engine/ops.h")                        \
+  X(hardtanh, "engine/ops.h")                    \
   X(tanh, "engine/ops.h")                        \
   X(abs, "engine/ops.h")                         \
   X(sign, "engine/ops.h")                        \

@@ -1,5 +1,6 @@
 // Harness cases of the elementwise ops (add ... sign, stop_gradient, the in-place add and axpy)
 // and of the reductions (sum, mean, max_abs).
+#include <algorithm>
 #include <cmath>
 
 #include "op_harness.h"
@@ -83,6 +84,31 @@ void add_elementwise_cases(OpRegistry& r) {
     OpCase& c = r.add(op, "zeros [6]");
     c.build = from_inputs({values(std::vector<double>(6, 0.0), {6}).grad()}, fn);
     c.reference = pointwise(f);
+  }
+  // hardtanh: both bounds inside N(0, 1)'s range; ReLU6 on inputs scaled to reach 6.
+  add_pointwise(
+      r, "hardtanh", "hardtanh(x, -0.5, 1)", 1, 11,
+      [](const std::vector<Tensor>& in) { return std::vector<Tensor>{hardtanh(in[0], -0.5, 1.0)}; },
+      [](double a, double) { return std::clamp(a, -0.5, 1.0); });
+  add_pointwise(
+      r, "hardtanh", "relu6(4x)", 1, 12,
+      [](const std::vector<Tensor>& in) {
+        return std::vector<Tensor>{relu6(mul_scalar(in[0], 4.0))};
+      },
+      [](double a, double) { return std::clamp(4 * a, 0.0, 6.0); });
+  // At the bounds exactly the gradient is zero (PyTorch's Hardtanh, not torch.clamp).
+  for (auto [lo, hi, v] : {std::tuple{-0.5, 1.0, std::vector<double>{-2, -0.5, 0, 1, 3, 0.25}},
+                           std::tuple{0.0, 6.0, std::vector<double>{-1, 0, 3, 6, 7, 5.5}}}) {
+    OpCase& c = r.add("hardtanh", fmt::format("bounds [{}, {}] [6]", lo, hi));
+    c.build = from_inputs({values(v, {6}).grad()}, [lo, hi](const std::vector<Tensor>& in) {
+      return std::vector<Tensor>{hardtanh(in[0], lo, hi)};
+    });
+    c.reference = pointwise([lo, hi](double a, double) { return std::clamp(a, lo, hi); });
+    c.grad_reference = [lo, hi](const HostTensors& in, const HostTensors& gy, DType) {
+      HostTensor g{in[0].shape, std::vector<double>(6)};
+      for (int i = 0; i < 6; ++i) g.v[i] = in[0][i] > lo && in[0][i] < hi ? gy[0][i] : 0.0;
+      return std::vector<Expected>{g};
+    };
   }
   add_pointwise(r, "stop_gradient", "sg(x)", 1, 10, unary(stop_gradient),
                 [](double a, double) { return a; }, /*differentiable=*/false);

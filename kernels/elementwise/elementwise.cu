@@ -66,6 +66,16 @@ struct AxpyF {
   float alpha;
   __device__ float operator()(float a, float, float y) const { return y + alpha * a; }
 };
+struct HardtanhF {
+  float lo, hi;
+  __device__ float operator()(float x, float, float) const { return hardtanh_of(x, lo, hi); }
+};
+struct HardtanhGradF {
+  float lo, hi;
+  __device__ float operator()(float g, float x, float) const {
+    return hardtanh_grad_of(g, x, lo, hi);
+  }
+};
 }  // namespace
 
 void unary_cuda(UnaryOp op, const float* x, float* y, int64_t n, void* stream) {
@@ -95,6 +105,15 @@ void affine_cuda(const float* x, float* y, int64_t n, float alpha, float beta, v
 
 void axpy_cuda(float alpha, const float* x, float* y, int64_t n, void* stream) {
   launch_map<false, true>("axpy", x, nullptr, y, n, AxpyF{alpha}, stream);
+}
+
+void hardtanh_cuda(const float* x, float* y, int64_t n, float lo, float hi, void* stream) {
+  launch_map<false, false>("hardtanh", x, nullptr, y, n, HardtanhF{lo, hi}, stream);
+}
+
+void hardtanh_grad_cuda(const float* g, const float* x, float* gx, int64_t n, float lo, float hi,
+                        void* stream) {
+  launch_map<true, false>("hardtanh_backward", g, x, gx, n, HardtanhGradF{lo, hi}, stream);
 }
 
 }  // namespace mq::kernels

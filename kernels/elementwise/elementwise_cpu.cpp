@@ -70,11 +70,29 @@ void axpy_cpu(T alpha, const T* x, T* y, int64_t n) {
   });
 }
 
+template <class T>
+void hardtanh_cpu(const T* x, T* y, int64_t n, T lo, T hi) {
+  parallel_range(n, [=](int64_t b, int64_t e) {
+#pragma omp simd
+    for (int64_t i = b; i < e; ++i) y[i] = hardtanh_of(x[i], lo, hi);
+  });
+}
+
+template <class T>
+void hardtanh_grad_cpu(const T* g, const T* x, T* gx, int64_t n, T lo, T hi) {
+  parallel_range(n, [=](int64_t b, int64_t e) {
+#pragma omp simd
+    for (int64_t i = b; i < e; ++i) gx[i] = hardtanh_grad_of(g[i], x[i], lo, hi);
+  });
+}
+
 #define MQ_INSTANTIATE(T)                                                 \
   template void unary_cpu<T>(UnaryOp, const T*, T*, int64_t);             \
   template void binary_cpu<T>(BinaryOp, const T*, const T*, T*, int64_t); \
   template void affine_cpu<T>(const T*, T*, int64_t, T, T);               \
-  template void axpy_cpu<T>(T, const T*, T*, int64_t);
+  template void axpy_cpu<T>(T, const T*, T*, int64_t);                    \
+  template void hardtanh_cpu<T>(const T*, T*, int64_t, T, T);             \
+  template void hardtanh_grad_cpu<T>(const T*, const T*, T*, int64_t, T, T);
 MQ_INSTANTIATE(float)
 MQ_INSTANTIATE(double)
 #undef MQ_INSTANTIATE

@@ -41,4 +41,15 @@ MQ_HD inline T apply_binary(BinaryOp op, T a, T b) {
   return a;
 }
 
+// Hardtanh (ReLU6 = hardtanh(x, 0, 6)): x clamped to [lo, hi]; a NaN stays NaN. Its gradient,
+// as PyTorch's hardtanh_backward: passes where lo < x < hi, zero at and beyond the bounds.
+template <class T>
+MQ_HD_INLINE T hardtanh_of(T x, T lo, T hi) {
+  return x < lo ? lo : (x > hi ? hi : x);
+}
+template <class T>
+MQ_HD_INLINE T hardtanh_grad_of(T g, T x, T lo, T hi) {
+  return x > lo && x < hi ? g : T(0);
+}
+
 }  // namespace mq::kernels
