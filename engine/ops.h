@@ -39,8 +39,10 @@ Tensor max_abs(const Tensor& a);  // max |a|; gradient split evenly among ties (
 struct Conv2dParams {
   int64_t stride = 1;
   int64_t padding = 0;
+  int64_t groups = 1;  // C and K split into this many groups (C: depthwise)
 };
-// x [N, C, H, W], weight [K, C, R, S] -> [N, K, P, Q]; no bias (ResNet convs have none).
+// x [N, C, H, W], weight [K, C / groups, R, S] -> [N, K, P, Q]: output channels of group g
+// (K / groups of them) see the input channels of group g only. No bias here (a layer adds it).
 Tensor conv2d(const Tensor& x, const Tensor& weight, Conv2dParams params);
 // a [M, K] @ b [K, N] -> [M, N]
 Tensor matmul(const Tensor& a, const Tensor& b);

@@ -8,15 +8,18 @@ Tensor nn_detail::conv2d_output(const Tensor& x, const Tensor& weight, Conv2dPar
                                 const char* op) {
   check_operand(x, x, 4, op, "x");
   check_operand(weight, x, 4, op, "weight");
-  MQ_CHECK(p.stride >= 1 && p.padding >= 0,
-           "{}: stride must be >= 1 and padding >= 0, got stride {} padding {}", op, p.stride,
-           p.padding);
+  MQ_CHECK(p.stride >= 1 && p.padding >= 0 && p.groups >= 1,
+           "{}: stride and groups must be >= 1 and padding >= 0, got stride {} padding {} "
+           "groups {}", op, p.stride, p.padding, p.groups);
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   const int64_t k = weight.size(0), r = weight.size(2), s = weight.size(3);
-  MQ_CHECK(weight.size(1) == c,
-           "{}: weight {} expects {} input channels but x {} has {} (weight is [K, C, R, S], "
-           "x is [N, C, H, W])",
-           op, weight.describe(), weight.size(1), x.describe(), c);
+  MQ_CHECK(c % p.groups == 0 && k % p.groups == 0,
+           "{}: groups {} must divide the input channels of x {} and the output channels of "
+           "weight {}", op, p.groups, x.describe(), weight.describe());
+  MQ_CHECK(weight.size(1) * p.groups == c,
+           "{}: weight {} expects {} input channels per group but x {} has {} channels in {} "
+           "group(s) (weight is [K, C / groups, R, S], x is [N, C, H, W])",
+           op, weight.describe(), weight.size(1), x.describe(), c, p.groups);
   MQ_CHECK(k > 0 && r > 0 && s > 0 && n > 0 && c > 0, "{}: empty x {} or weight {}", op,
            x.describe(), weight.describe());
   MQ_CHECK(h + 2 * p.padding >= r && w + 2 * p.padding >= s,

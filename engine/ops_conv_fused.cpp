@@ -27,6 +27,8 @@ Tensor conv2d_bn_eval(const Tensor& x, const Tensor& weight, Conv2dParams conv,
                        !needs_grad({x, weight, bn.weight, bn.bias, residual});
   if (!fusable) return composed(x, weight, conv, bn, residual, relu_after);
 
+  MQ_CHECK(conv.groups == 1, "conv2d_bn_eval: grouped convolutions are not fused (groups {}); "
+           "use conv2d and batch_norm", conv.groups);
   Tensor y = nn_detail::conv2d_output(x, weight, conv, "conv2d_bn_eval");
   const int64_t k = y.size(1);
   nn_detail::check_batch_norm_params(y, k, bn.weight, bn.bias, bn.running_mean, bn.running_var,

@@ -11,41 +11,47 @@ namespace {
 
 struct Geometry {
   int64_t n, c, h, w, k, r, s, stride, pad;
+  int64_t groups = 1;
+  int64_t cg() const { return c / groups; }  // input channels per group
   int64_t p() const { return (h + 2 * pad - r) / stride + 1; }
   int64_t q() const { return (w + 2 * pad - s) / stride + 1; }
   Shape x_shape() const { return {n, c, h, w}; }
-  Shape w_shape() const { return {k, c, r, s}; }
+  Shape w_shape() const { return {k, cg(), r, s}; }
   Shape y_shape() const { return {n, k, p(), q()}; }
-  double macs() const { return double(n) * k * p() * q() * c * r * s; }
+  double macs() const { return double(n) * k * p() * q() * cg() * r * s; }
   std::string str() const {
-    return fmt::format("n{} c{} {}x{} k{} {}x{} stride {} pad {}", n, c, h, w, k, r, s, stride, pad);
+    return fmt::format("n{} c{} {}x{} k{} {}x{} stride {} pad {}{}", n, c, h, w, k, r, s, stride,
+                       pad, groups > 1 ? fmt::format(" groups {}", groups) : "");
   }
 };
 
-Geometry geometry(const HostTensor& x, const HostTensor& w, int64_t stride, int64_t pad) {
+Geometry geometry(const HostTensor& x, const HostTensor& w, Conv2dParams p) {
   return {x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2], w.shape[3],
-          stride, pad};
+          p.stride, p.padding, p.groups};
 }
 
-// Calls f(y index, x index, w index) for every product of the convolution.
+// Calls f(y index, x index, w index) for every product of the convolution. Output channel ki
+// belongs to group ki / (k / groups) and reads that group's cg() input channels.
 template <class F>
 void for_each_product(const Geometry& g, F f) {
+  const int64_t cg = g.cg(), kg = g.k / g.groups;
   for (int64_t ni = 0; ni < g.n; ++ni)
     for (int64_t ki = 0; ki < g.k; ++ki)
       for (int64_t pi = 0; pi < g.p(); ++pi)
         for (int64_t qi = 0; qi < g.q(); ++qi)
-          for (int64_t ci = 0; ci < g.c; ++ci)
+          for (int64_t ci = 0; ci < cg; ++ci)
             for (int64_t ri = 0; ri < g.r; ++ri)
               for (int64_t si = 0; si < g.s; ++si) {
                 const int64_t ih = pi * g.stride - g.pad + ri, iw = qi * g.stride - g.pad + si;
                 if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
-                f(((ni * g.k + ki) * g.p() + pi) * g.q() + qi, ((ni * g.c + ci) * g.h + ih) * g.w + iw,
-                  ((ki * g.c + ci) * g.r + ri) * g.s + si);
+                const int64_t channel = ki / kg * cg + ci;
+                f(((ni * g.k + ki) * g.p() + pi) * g.q() + qi,
+                  ((ni * g.c + channel) * g.h + ih) * g.w + iw, ((ki * cg + ci) * g.r + ri) * g.s + si);
               }
 }
 
-HostTensor conv_ref(const HostTensor& x, const HostTensor& w, int64_t stride, int64_t pad) {
-  const Geometry g = geometry(x, w, stride, pad);
+HostTensor conv_ref(const HostTensor& x, const HostTensor& w, Conv2dParams p) {
+  const Geometry g = geometry(x, w, p);
   HostTensor y{g.y_shape(), std::vector<double>(shape_numel(g.y_shape()), 0.0)};
   for_each_product(g, [&](int64_t yi, int64_t xi, int64_t wi) { y.v[yi] += x[xi] * w[wi]; });
   return y;
@@ -54,17 +60,17 @@ HostTensor conv_ref(const HostTensor& x, const HostTensor& w, int64_t stride, in
 void add_conv2d(OpRegistry& r, const Geometry& g, uint64_t seed, double w_scale, bool x_grad,
                 const std::string& note = "") {
   OpCase& c = r.add("conv2d", g.str() + note);
-  const Conv2dParams p{g.stride, g.pad};
+  const Conv2dParams p{g.stride, g.pad, g.groups};
   c.build = from_inputs({normal(g.x_shape(), seed).grad(x_grad), normal(g.w_shape(), seed + 1, w_scale).grad()},
                         [p](const std::vector<Tensor>& in) {
                           return std::vector<Tensor>{conv2d(in[0], in[1], p)};
                         });
   c.reference = [p](const HostTensors& in, DType) {
-    return std::vector<Expected>{conv_ref(in[0], in[1], p.stride, p.padding)};
+    return std::vector<Expected>{conv_ref(in[0], in[1], p)};
   };
   // The plain-loop adjoints: gx and gw for the output's cotangent.
   c.grad_reference = [p, x_grad](const HostTensors& in, const HostTensors& gy, DType) {
-    const Geometry g = geometry(in[0], in[1], p.stride, p.padding);
+    const Geometry g = geometry(in[0], in[1], p);
     HostTensor gx{in[0].shape, std::vector<double>(in[0].v.size(), 0.0)};
     HostTensor gw{in[1].shape, std::vector<double>(in[1].v.size(), 0.0)};
     for_each_product(g, [&](int64_t yi, int64_t xi, int64_t wi) {
@@ -75,7 +81,7 @@ void add_conv2d(OpRegistry& r, const Geometry& g, uint64_t seed, double w_scale,
   };
   c.f32_tol = {kF32SumAbs, kF32SumRel};
   // Central differences: two convolutions per input element.
-  const double perturbed = double(g.n * g.c * g.h * g.w + g.k * g.c * g.r * g.s);
+  const double perturbed = double(g.n * g.c * g.h * g.w + g.k * g.cg() * g.r * g.s);
   if (perturbed * g.macs() < 2e8) c.gradcheck = kGradCheckTol;
 }
 
@@ -105,7 +111,7 @@ OpCase& add_conv_bn_eval(OpRegistry& r, const Geometry& g, Epilogue e, uint64_t 
             conv2d_bn_eval(in[0], in[1], p, bn, e.residual ? in[6] : Tensor(), e.relu)};
       });
   c.reference = [p, e](const HostTensors& in, DType) {
-    HostTensor y = conv_ref(in[0], in[1], p.stride, p.padding);
+    HostTensor y = conv_ref(in[0], in[1], p);
     const int64_t channels = y.shape[1], plane = y.shape[2] * y.shape[3];
     for (int64_t i = 0; i < y.numel(); ++i) {
       const int64_t ch = (i / plane) % channels;
@@ -163,6 +169,15 @@ void add_conv_cases(OpRegistry& r) {
       {1, 2, 5, 4, 2, 2, 3, 1, 0},     // ... with a 2x3 kernel
   };
   for (const Geometry& g : shapes) add_conv2d(r, g, 11, 1.0, true);
+  // Grouped: 2 and 3 groups, depthwise (groups == channels) with 1 and 2 filters per channel,
+  // strided and padded; MobileNetV2's depthwise 3x3 at a small batch.
+  for (const Geometry& g : std::vector<Geometry>{{2, 4, 6, 6, 6, 3, 3, 1, 1, 2},
+                                                 {1, 6, 7, 5, 3, 3, 3, 2, 1, 3},
+                                                 {2, 4, 6, 5, 4, 3, 3, 1, 1, 4},
+                                                 {2, 3, 5, 5, 6, 3, 3, 2, 1, 3},
+                                                 {2, 4, 6, 6, 4, 1, 1, 1, 0, 2},
+                                                 {4, 32, 16, 16, 32, 3, 3, 1, 1, 32}})
+    add_conv2d(r, g, 41, 0.5, true);
   // Only the weight requires grad (the first conv's input never does).
   add_conv2d(r, {2, 3, 4, 4, 2, 3, 3, 1, 1}, 33, 1.0, false, " (weight only)");
   // Sizes of ResNet layers (cuDNN picks other algorithms); each twice in a row, so the second

@@ -25,6 +25,15 @@ TEST_CASE("conv2d rejects bad arguments", "[nn]") {
                       Catch::Contains("larger than the padded input"));
   REQUIRE_THROWS_WITH(conv2d(Tensor::zeros({1, 3, 8, 8}, DType::i32), w, {1, 1}),
                       Catch::Contains("f32 or f64"));
+  // groups: at least 1, dividing C and K; the weight holds C / groups channels
+  Tensor x4 = Tensor::zeros({2, 4, 8, 8});
+  REQUIRE_THROWS_WITH(conv2d(x4, Tensor::zeros({4, 4, 3, 3}), {1, 1, 0}), Catch::Contains("groups"));
+  REQUIRE_THROWS_WITH(conv2d(x4, Tensor::zeros({4, 1, 3, 3}), {1, 1, 3}),
+                      Catch::Contains("groups 3 must divide"));
+  REQUIRE_THROWS_WITH(conv2d(x4, Tensor::zeros({4, 4, 3, 3}), {1, 1, 2}),
+                      Catch::Contains("2 input channels per group") ||
+                          Catch::Contains("4 input channels per group"));
+  REQUIRE(conv2d(x4, Tensor::zeros({8, 1, 3, 3}), {1, 1, 4}).shape() == Shape{2, 8, 8, 8});
 }
 
 TEST_CASE("matmul and linear reject bad shapes", "[nn]") {

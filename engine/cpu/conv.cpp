@@ -18,6 +18,7 @@
 
 #include "engine/backend.h"
 #include "engine/cpu/conv_epilogue.h"
+#include "engine/cpu/conv_groups.h"
 #include "kernels/eigen_util.h"
 #include "engine/cpu/sgemm_kernel.h"
 #include "engine/dispatch.h"
@@ -437,24 +438,29 @@ void backward_weight_impl(const Tensor& gyt, const Tensor& xt, Tensor& gwt, cons
 }  // namespace
 
 void conv2d_forward(const Tensor& x, const Tensor& w, Tensor& y, Conv2dParams p) {
+  if (p.groups > 1) return conv2d_grouped_forward(x, w, y, p);
   ConvGeom g = geom_of(x, w, y, p);
   dispatch_floating(x.dtype(), "conv2d", [&](auto tag) { forward_impl<decltype(tag)>(x, w, y, g); });
 }
 
 void conv2d_forward_fused(const Tensor& x, const Tensor& w, Tensor& y, Conv2dParams p,
                           const ConvEpilogue& e) {
+  MQ_CHECK(p.groups == 1, "conv2d_forward_fused: groups {} (only ungrouped convs are fused)",
+           p.groups);
   MQ_CHECK(x.dtype() == DType::f32 && x.is_cpu(), "conv2d_forward_fused: f32 CPU tensors only, got {}",
            x.describe());
   forward_impl<float>(x, w, y, geom_of(x, w, y, p), &e);
 }
 
 void conv2d_backward_input(const Tensor& gy, const Tensor& w, Tensor& gx, Conv2dParams p) {
+  if (p.groups > 1) return conv2d_grouped_backward_input(gy, w, gx, p);
   ConvGeom g = geom_of(gx, w, gy, p);
   dispatch_floating(gy.dtype(), "conv2d_backward_input",
                     [&](auto tag) { backward_input_impl<decltype(tag)>(gy, w, gx, g); });
 }
 
 void conv2d_backward_weight(const Tensor& gy, const Tensor& x, Tensor& gw, Conv2dParams p) {
+  if (p.groups > 1) return conv2d_grouped_backward_weight(gy, x, gw, p);
   ConvGeom g = geom_of(x, gw, gy, p);
   dispatch_floating(gy.dtype(), "conv2d_backward_weight",
                     [&](auto tag) { backward_weight_impl<decltype(tag)>(gy, x, gw, g); });

@@ -22,6 +22,7 @@ struct ConvKey {
   int device;
   std::array<int, 8> dims;  // n c h w k r s, stride
   int pad;
+  int groups;
   bool tf32, det;
   auto operator<=>(const ConvKey&) const = default;
 };
@@ -81,7 +82,8 @@ Plan& plan_for(int device, const Tensor& x, const Tensor& w, const Shape& y, Con
               {as_int(x.size(0), "N"), as_int(x.size(1), "C"), as_int(x.size(2), "H"),
                as_int(x.size(3), "W"), as_int(w.size(0), "K"), as_int(w.size(2), "R"),
                as_int(w.size(3), "S"), as_int(p.stride, "stride")},
-              as_int(p.padding, "padding"), cuda::allow_tf32(), cuda::deterministic()};
+              as_int(p.padding, "padding"), as_int(p.groups, "groups"), cuda::allow_tf32(),
+              cuda::deterministic()};
   std::lock_guard<std::mutex> lock(g_plans_mu);
   auto& slot = plans()[key];
   if (slot) return *slot;
@@ -89,8 +91,9 @@ Plan& plan_for(int device, const Tensor& x, const Tensor& w, const Shape& y, Con
   const auto& d = key.dims;
   MQ_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->x.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
                                             d[0], d[1], d[2], d[3]));
+  // the filter holds C / groups input channels; cuDNN takes the group count on the conv
   MQ_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->w.get(), CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
-                                            d[4], d[1], d[5], d[6]));
+                                            d[4], d[1] / key.groups, d[5], d[6]));
   MQ_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->y.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
                                             as_int(y[0], "N"), as_int(y[1], "K"),
                                             as_int(y[2], "P"), as_int(y[3], "Q")));
@@ -98,6 +101,7 @@ Plan& plan_for(int device, const Tensor& x, const Tensor& w, const Shape& y, Con
     MQ_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(c.get(), key.pad, key.pad, d[7], d[7], 1, 1,
                                                    CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     MQ_CUDNN_CHECK(cudnnSetConvolutionMathType(c.get(), search_math(key.tf32)));
+    MQ_CUDNN_CHECK(cudnnSetConvolutionGroupCount(c.get(), key.groups));
   }
   slot = std::move(plan);
   return *slot;
