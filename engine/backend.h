@@ -12,9 +12,10 @@
   void conv2d_backward_weight(const Tensor& gy, const Tensor& x, Tensor& gw, Conv2dParams p);    \
   /* c = op(a) @ op(b) + beta * c, row-major 2-D; op = transpose when the flag is set */         \
   void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c, double beta); \
-  /* y [N, F] += bias [F] on every row; gb [F] = sum over rows of g [N, F] */                    \
-  void add_row_bias(Tensor& y, const Tensor& bias);                                              \
-  void sum_rows(const Tensor& g, Tensor& gb);                                                    \
+  /* y [N, C, ...] += bias [C] per channel; gb [C] = sum of g [N, C, ...] over all but C,  */ \
+  /* in order n, then the rest (a linear layer's [N, F] is the case without the rest)     */ \
+  void add_channel_bias(Tensor& y, const Tensor& bias);                                          \
+  void sum_channels(const Tensor& g, Tensor& gb);                                                \
   /* y [N,C] = mean over H,W of x [N,C,H,W]; gx = gy / (H*W) broadcast */                        \
   void global_avg_pool_forward(const Tensor& x, Tensor& y);                                      \
   void global_avg_pool_backward(const Tensor& gy, Tensor& gx);                                   \

@@ -41,9 +41,10 @@ struct Conv2dParams {
   int64_t padding = 0;
   int64_t groups = 1;  // C and K split into this many groups (C: depthwise)
 };
-// x [N, C, H, W], weight [K, C / groups, R, S] -> [N, K, P, Q]: output channels of group g
-// (K / groups of them) see the input channels of group g only. No bias here (a layer adds it).
+// x [N, C, H, W], weight [K, C / groups, R, S] (, bias [K]) -> [N, K, P, Q]: output channels
+// of group g (K / groups of them) see the input channels of group g only.
 Tensor conv2d(const Tensor& x, const Tensor& weight, Conv2dParams params);
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Conv2dParams params);
 // a [M, K] @ b [K, N] -> [M, N]
 Tensor matmul(const Tensor& a, const Tensor& b);
 // x [N, in], weight [out, in], bias [out] or undefined -> [N, out]  (x W^T + b, as PyTorch)

@@ -31,16 +31,31 @@ Tensor nn_detail::conv2d_output(const Tensor& x, const Tensor& weight, Conv2dPar
 }
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, Conv2dParams p) {
+  return conv2d(x, weight, Tensor(), p);
+}
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Conv2dParams p) {
   const char* op = "conv2d";
   Tensor y = nn_detail::conv2d_output(x, weight, p, op);
+  if (bias.defined()) {
+    check_operand(bias, x, 1, op, "bias");
+    MQ_CHECK(bias.size(0) == weight.size(0), "conv2d: bias {} must have {} elements (weight {})",
+             bias.describe(), weight.size(0), weight.describe());
+  }
   on_device(x, op,
       [&](auto) { cpu::conv2d_forward(x, weight, y, p); },
       [&](auto) { cuda_ops::conv2d_forward(x, weight, y, p); });
+  if (bias.defined()) {
+    on_device(x, op, [&](auto) { cpu::add_channel_bias(y, bias); },
+              [&](auto) { cuda_ops::add_channel_bias(y, bias); });
+  }
 
   Tensor xs = x.detach(), ws = weight.detach();
   const bool gx_needed = x.requires_grad(), gw_needed = weight.requires_grad();
-  return record(y, op, {x, weight}, [xs, ws, p, gx_needed, gw_needed](const Tensor& gy) {
-    Tensor gx, gw;
+  const bool gb_needed = bias.defined() && bias.requires_grad();
+  return record(y, op, {x, weight, bias},
+                [xs, ws, p, gx_needed, gw_needed, gb_needed](const Tensor& gy) {
+    Tensor gx, gw, gb;
     if (gx_needed) {
       gx = nn_detail::empty_like(xs);
       on_device(gy, "conv2d_backward",
@@ -53,7 +68,13 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, Conv2dParams p) {
           [&](auto) { cpu::conv2d_backward_weight(gy, xs, gw, p); },
           [&](auto) { cuda_ops::conv2d_backward_weight(gy, xs, gw, p); });
     }
-    return std::vector<Tensor>{gx, gw};
+    if (gb_needed) {
+      gb = Tensor::empty({ws.size(0)}, gy.dtype(), gy.device());
+      on_device(gy, "conv2d_backward",
+          [&](auto) { cpu::sum_channels(gy, gb); },
+          [&](auto) { cuda_ops::sum_channels(gy, gb); });
+    }
+    return std::vector<Tensor>{gx, gw, gb};
   });
 }
 

@@ -52,8 +52,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
       [&](auto) { cpu::gemm(x, false, weight, true, y, 0.0); },
       [&](auto) { cuda_ops::gemm(x, false, weight, true, y, 0.0); });
   if (bias.defined()) {
-    on_device(x, op, [&](auto) { cpu::add_row_bias(y, bias); },
-              [&](auto) { cuda_ops::add_row_bias(y, bias); });
+    on_device(x, op, [&](auto) { cpu::add_channel_bias(y, bias); },
+              [&](auto) { cuda_ops::add_channel_bias(y, bias); });
   }
 
   Tensor xs = x.detach(), ws = weight.detach();
@@ -78,8 +78,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                   if (gb_needed) {
                     gb = Tensor::empty({out}, g.dtype(), g.device());
                     on_device(g, "linear_backward",
-                        [&](auto) { cpu::sum_rows(g, gb); },
-                        [&](auto) { cuda_ops::sum_rows(g, gb); });
+                        [&](auto) { cpu::sum_channels(g, gb); },
+                        [&](auto) { cuda_ops::sum_channels(g, gb); });
                   }
                   return std::vector<Tensor>{gx, gw, gb};
                 });

@@ -85,6 +85,38 @@ void add_conv2d(OpRegistry& r, const Geometry& g, uint64_t seed, double w_scale,
   if (perturbed * g.macs() < 2e8) c.gradcheck = kGradCheckTol;
 }
 
+void add_biased_conv2d(OpRegistry& r, const Geometry& g, uint64_t seed) {
+  OpCase& c = r.add("conv2d", g.str() + " bias");
+  const Conv2dParams p{g.stride, g.pad, g.groups};
+  c.build = from_inputs({normal(g.x_shape(), seed).grad(), normal(g.w_shape(), seed + 1, 0.5).grad(),
+                         normal({g.k}, seed + 2).grad()},
+                        [p](const std::vector<Tensor>& in) {
+                          return std::vector<Tensor>{conv2d(in[0], in[1], in[2], p)};
+                        });
+  c.reference = [p](const HostTensors& in, DType) {
+    HostTensor y = conv_ref(in[0], in[1], p);
+    const int64_t k = y.shape[1], plane = y.shape[2] * y.shape[3];
+    for (int64_t i = 0; i < y.numel(); ++i) y.v[i] += in[2][(i / plane) % k];
+    return std::vector<Expected>{y};
+  };
+  c.grad_reference = [p](const HostTensors& in, const HostTensors& gy, DType) {
+    const Geometry g = geometry(in[0], in[1], p);
+    HostTensor gx{in[0].shape, std::vector<double>(in[0].v.size(), 0.0)};
+    HostTensor gw{in[1].shape, std::vector<double>(in[1].v.size(), 0.0)};
+    HostTensor gb{in[2].shape, std::vector<double>(in[2].v.size(), 0.0)};
+    for_each_product(g, [&](int64_t yi, int64_t xi, int64_t wi) {
+      gx.v[xi] += gy[0][yi] * in[1][wi];
+      gw.v[wi] += gy[0][yi] * in[0][xi];
+    });
+    const int64_t plane = g.p() * g.q();
+    for (int64_t i = 0; i < gy[0].numel(); ++i) gb.v[(i / plane) % g.k] += gy[0][i];
+    return std::vector<Expected>{gx, gw, gb};
+  };
+  c.f32_tol = {kF32SumAbs, kF32SumRel};
+  const double perturbed = double(g.n * g.c * g.h * g.w + g.k * g.cg() * g.r * g.s + g.k);
+  if (perturbed * g.macs() < 2e8) c.gradcheck = kGradCheckTol;
+}
+
 struct Epilogue {
   bool affine, residual, relu;
   std::string str() const {
@@ -178,6 +210,13 @@ void add_conv_cases(OpRegistry& r) {
                                                  {2, 4, 6, 6, 4, 1, 1, 1, 0, 2},
                                                  {4, 32, 16, 16, 32, 3, 3, 1, 1, 32}})
     add_conv2d(r, g, 41, 0.5, true);
+  // With a bias (plain, grouped, 1x1), against the loops plus b[k]; its gradient the sum of gy
+  // over n, p, q.
+  for (const Geometry& g : std::vector<Geometry>{{2, 3, 5, 5, 4, 3, 3, 1, 1},
+                                                 {1, 4, 6, 5, 4, 3, 3, 2, 1, 2},
+                                                 {2, 4, 4, 4, 6, 1, 1, 1, 0},
+                                                 {8, 16, 8, 8, 32, 3, 3, 1, 1}})
+    add_biased_conv2d(r, g, 51);
   // Only the weight requires grad (the first conv's input never does).
   add_conv2d(r, {2, 3, 4, 4, 2, 3, 3, 1, 1}, 33, 1.0, false, " (weight only)");
   // Sizes of ResNet layers (cuDNN picks other algorithms); each twice in a row, so the second

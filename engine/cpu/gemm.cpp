@@ -5,6 +5,7 @@
 #include "engine/backend.h"
 #include "kernels/eigen_util.h"
 #include "engine/dispatch.h"
+#include "kernels/cpu_threads.h"
 
 namespace mq::cpu {
 namespace {
@@ -48,26 +49,30 @@ void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& 
   });
 }
 
-void add_row_bias(Tensor& y, const Tensor& bias) {
-  dispatch_floating(y.dtype(), "add_row_bias", [&](auto tag) {
+void add_channel_bias(Tensor& y, const Tensor& bias) {
+  dispatch_floating(y.dtype(), "add_channel_bias", [&](auto tag) {
     using T = decltype(tag);
-    const int64_t rows = y.size(0), f = y.size(1);
+    const int64_t n = y.size(0), c = y.size(1), plane = n * c ? y.numel() / (n * c) : 0;
     T* py = y.data<T>();
     const T* pb = bias.data<T>();
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < f; ++j) py[i * f + j] += pb[j];
+#pragma omp parallel for schedule(dynamic, 16) if (y.numel() > kernels::kCpuParallelMin)
+    for (int64_t i = 0; i < n * c; ++i) {
+      const T b = pb[i % c];
+      for (int64_t j = 0; j < plane; ++j) py[i * plane + j] += b;
+    }
   });
 }
 
-void sum_rows(const Tensor& g, Tensor& gb) {
-  dispatch_floating(g.dtype(), "sum_rows", [&](auto tag) {
+void sum_channels(const Tensor& g, Tensor& gb) {
+  dispatch_floating(g.dtype(), "sum_channels", [&](auto tag) {
     using T = decltype(tag);
-    const int64_t rows = g.size(0), f = g.size(1);
+    const int64_t n = g.size(0), c = g.size(1), plane = n * c ? g.numel() / (n * c) : 0;
     const T* pg = g.data<T>();
     T* out = gb.data<T>();
-    std::fill(out, out + f, T(0));
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < f; ++j) out[j] += pg[i * f + j];
+    std::fill(out, out + c, T(0));
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t k = 0; k < c; ++k)
+        for (int64_t j = 0; j < plane; ++j) out[k] += pg[(i * c + k) * plane + j];
   });
 }
 

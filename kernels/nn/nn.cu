@@ -44,15 +44,18 @@ __device__ double block_sum(double v) {
 }
 
 // ---- bias ----
-__global__ void add_row_bias_kernel(float* y, const float* bias, int64_t total, int64_t cols) {
-  MQ_GRID_STRIDE(i, total) y[i] += bias[i % cols];
+__global__ void add_channel_bias_kernel(float* y, const float* bias, int64_t total, int64_t c,
+                                        int64_t plane) {
+  MQ_GRID_STRIDE(i, total) y[i] += bias[(i / plane) % c];
 }
 
-__global__ void sum_rows_kernel(const float* g, float* out, int64_t rows, int64_t cols) {
-  MQ_GRID_STRIDE(col, cols) {
-    double acc = 0.0;  // consecutive threads read consecutive columns: coalesced
-    for (int64_t r = 0; r < rows; ++r) acc += g[r * cols + col];
-    out[col] = static_cast<float>(acc);
+__global__ void sum_channels_kernel(const float* g, float* out, int64_t n, int64_t c,
+                                    int64_t plane) {
+  MQ_GRID_STRIDE(k, c) {
+    double acc = 0.0;  // plane 1: consecutive threads read consecutive columns, coalesced
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < plane; ++j) acc += g[(i * c + k) * plane + j];
+    out[k] = static_cast<float>(acc);
   }
 }
 
@@ -294,18 +297,20 @@ dim3 bn_grid(int64_t splits, int64_t c) {
 unsigned rows_grid(int64_t rows) { return grid_for(rows, kWarps, int64_t{1} << 30); }
 }  // namespace
 
-void add_row_bias_cuda(float* y, const float* bias, int64_t rows, int64_t cols, void* stream) {
-  if (rows * cols == 0) return;
-  add_row_bias_kernel<<<grid_for(rows * cols, kThreads), kThreads, 0, as_stream(stream)>>>(
-      y, bias, rows * cols, cols);
-  MQ_CHECK_LAUNCH("add_row_bias", stream);
+void add_channel_bias_cuda(float* y, const float* bias, int64_t n, int64_t c, int64_t plane,
+                           void* stream) {
+  if (n * c * plane == 0) return;
+  add_channel_bias_kernel<<<grid_for(n * c * plane, kThreads), kThreads, 0, as_stream(stream)>>>(
+      y, bias, n * c * plane, c, plane);
+  MQ_CHECK_LAUNCH("add_channel_bias", stream);
 }
 
-void sum_rows_cuda(const float* g, float* out, int64_t rows, int64_t cols, void* stream) {
-  if (cols == 0) return;
-  sum_rows_kernel<<<grid_for(cols, kThreads), kThreads, 0, as_stream(stream)>>>(g, out, rows,
-                                                                                cols);
-  MQ_CHECK_LAUNCH("sum_rows", stream);
+void sum_channels_cuda(const float* g, float* out, int64_t n, int64_t c, int64_t plane,
+                       void* stream) {
+  if (c == 0) return;
+  sum_channels_kernel<<<grid_for(c, kThreads), kThreads, 0, as_stream(stream)>>>(g, out, n, c,
+                                                                                 plane);
+  MQ_CHECK_LAUNCH("sum_channels", stream);
 }
 
 void global_avg_pool_forward_cuda(const float* x, float* y, int64_t planes, int64_t hw,

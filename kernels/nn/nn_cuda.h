@@ -8,9 +8,12 @@
 
 namespace mq::kernels {
 
-// y [rows, cols] += bias [cols] on every row; out [cols] = column sums of g [rows, cols].
-void add_row_bias_cuda(float* y, const float* bias, int64_t rows, int64_t cols, void* stream);
-void sum_rows_cuda(const float* g, float* out, int64_t rows, int64_t cols, void* stream);
+// y [n, c, plane] += bias [c] per channel; out [c] = the sums of g [n, c, plane] over n and
+// plane, in that order, in double (plane 1: a linear layer's [rows, cols]).
+void add_channel_bias_cuda(float* y, const float* bias, int64_t n, int64_t c, int64_t plane,
+                           void* stream);
+void sum_channels_cuda(const float* g, float* out, int64_t n, int64_t c, int64_t plane,
+                       void* stream);
 
 // x viewed as [planes, hw]: y[p] = mean of x[p, :]; gx[p, :] = gy[p] / hw.
 void global_avg_pool_forward_cuda(const float* x, float* y, int64_t planes, int64_t hw,
