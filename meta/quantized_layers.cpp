@@ -24,13 +24,18 @@ Tensor quantized_forward(const Tensor& W, QuantState& q, QuantSpec spec, bool tr
 }  // namespace
 
 QConv2d::QConv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding,
-                 QuantSpec spec)
-    : Conv2d(in, out, kernel, stride, padding) {
+                 QuantSpec spec, int64_t groups, bool bias)
+    : Conv2d(in, out, kernel, stride, padding, groups, bias) {
   validate(spec);
   q.spec = spec;
 }
 
 Tensor QConv2d::effective_weight() { return quantized_forward(weight, q, q.spec, is_training()); }
+
+Tensor QConv2d::effective_bias() {
+  if (is_training() && q.update.meta) return metaquant_bias(bias, q.update.lr);
+  return bias;
+}
 
 QLinear::QLinear(int64_t in, int64_t out, QuantSpec spec) : Linear(in, out) {
   validate(spec);

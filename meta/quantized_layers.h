@@ -4,7 +4,7 @@
 // MetaQuant's first step; from its second step on, the trainer attaches a meta gradient and
 //   Wm = W - lr * (c*G + sg(W.grad - c*G))   (value W - lr*W.grad; d/dphi through -lr*c*G,
 //                                              identity into W), c = calibration of the current W,
-// and QLinear's bias bm = b - lr * sg(b.grad). Each layer keeps, from its last forward, W~ (the
+// and a bias (QLinear's, a biased QConv2d's) bm = b - lr * sg(b.grad). Each layer keeps, from its last forward, W~ (the
 // meta input), W^ (grad retained: g_W^ is the other meta input), c and the spec.
 #include <memory>
 
@@ -41,8 +41,9 @@ class Quantized {
 class QConv2d : public Conv2d, public Quantized {
  public:
   QConv2d(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t padding,
-          QuantSpec spec);
+          QuantSpec spec, int64_t groups = 1, bool bias = false);
   Tensor effective_weight() override;
+  Tensor effective_bias() override;  // as QLinear's: bm under a meta update, else b
 };
 
 class QLinear : public Linear, public Quantized {

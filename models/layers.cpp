@@ -43,22 +43,36 @@ void InitRng::fill_normal(Tensor& t, double mean, double std) {
 }
 
 // ---- Conv2d ----
-Conv2d::Conv2d(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p)
-    : in_channels(in), out_channels(out), kernel(k), stride(s), padding(p) {
-  MQ_CHECK(in > 0 && out > 0 && k > 0 && s > 0 && p >= 0,
-           "Conv2d({}, {}, kernel {}, stride {}, padding {}): invalid sizes", in, out, k, s, p);
-  weight = Tensor::zeros({out, in, k, k});
+Conv2d::Conv2d(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p, int64_t groups,
+               bool with_bias)
+    : in_channels(in), out_channels(out), kernel(k), stride(s), padding(p), groups(groups) {
+  MQ_CHECK(in > 0 && out > 0 && k > 0 && s > 0 && p >= 0 && groups > 0,
+           "Conv2d({}, {}, kernel {}, stride {}, padding {}, groups {}): invalid sizes", in, out,
+           k, s, p, groups);
+  MQ_CHECK(in % groups == 0 && out % groups == 0,
+           "Conv2d({}, {}, groups {}): groups must divide the input and output channels", in,
+           out, groups);
+  weight = Tensor::zeros({out, in / groups, k, k});
   register_parameter("weight", &weight);
+  if (with_bias) {
+    bias = Tensor::zeros({out});
+    register_parameter("bias", &bias);
+  }
 }
 
 void Conv2d::reset_parameters(InitRng& rng) {
   NoGradGuard no_grad;
   double fan_out = static_cast<double>(out_channels * kernel * kernel);
   rng.fill_normal(weight, 0.0, std::sqrt(2.0 / fan_out));
+  if (bias.defined()) {
+    const double bound = 1.0 / std::sqrt(double(in_channels / groups * kernel * kernel));
+    rng.fill_uniform(bias, -bound, bound);
+  }
 }
 
 Tensor Conv2d::forward(const Tensor& x) {
-  return conv2d(x, effective_weight(), Conv2dParams{stride, padding});
+  return conv2d(x, effective_weight(), bias.defined() ? effective_bias() : Tensor(),
+                Conv2dParams{stride, padding, groups});
 }
 
 // ---- Linear ----

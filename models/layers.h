@@ -46,15 +46,21 @@ class WeightLayer : public Module {
 
 class Conv2d : public WeightLayer {
  public:
+  // weight [out, in / groups, kernel, kernel]; with `bias` also bias [out] (after the weight in
+  // the state_dict, as PyTorch).
   Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride = 1,
-         int64_t padding = 0);
+         int64_t padding = 0, int64_t groups = 1, bool bias = false);
+  Tensor bias;  // undefined without a bias
+
   Kind kind() const override { return Kind::conv; }
+  virtual Tensor effective_bias() { return bias; }
   // Kaiming normal, fan_out, ReLU gain (std = sqrt(2 / (out * k * k))): the init of the
-  // reference CIFAR ResNets (PyTorch's own default for Conv2d differs).
+  // reference CIFAR ResNets (PyTorch's own default for Conv2d differs); a bias as PyTorch's,
+  // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = in / groups * k * k.
   void reset_parameters(InitRng& rng) override;
   Tensor forward(const Tensor& x) override;
 
-  const int64_t in_channels, out_channels, kernel, stride, padding;
+  const int64_t in_channels, out_channels, kernel, stride, padding, groups;
 };
 
 class Linear : public WeightLayer {

@@ -213,3 +213,24 @@ TEST_CASE("ResNet forward and backward produce logits and gradients", "[models][
   REQUIRE(e1.to_vector<float>() == e2.to_vector<float>());
   REQUIRE(m.bn1->num_batches_tracked.data<int64_t>()[0] == 1);
 }
+
+TEST_CASE("Conv2d with groups and a bias: PyTorch's names and shapes, its forward and init",
+          "[models]") {
+  Conv2d conv(4, 6, 3, 1, 1, /*groups=*/2, /*bias=*/true);
+  const NamedTensors state = conv.state_dict();
+  REQUIRE(names_of(state) == std::vector<std::string>{"weight", "bias"});
+  CHECK(conv.weight.shape() == Shape{6, 2, 3, 3});
+  CHECK(conv.bias.shape() == Shape{6});
+  InitRng rng(7);
+  conv.reset_parameters(rng);
+  // bias within PyTorch's bound 1/sqrt(fan_in), fan_in = 4 / 2 * 3 * 3
+  const float bound = 1.0f / std::sqrt(18.0f);
+  for (float b : conv.bias.to_vector<float>()) CHECK(std::fabs(b) <= bound);
+  Tensor x = randn({2, 4, 5, 5}, 3, DType::f32);
+  Tensor want = conv2d(x, conv.weight, conv.bias, {1, 1, 2});
+  CHECK(conv.forward(x).to_vector<float>() == want.to_vector<float>());
+  // without a bias: no "bias" entry, as the ResNet convs
+  Conv2d plain(4, 6, 3);
+  CHECK(names_of(plain.state_dict()) == std::vector<std::string>{"weight"});
+  REQUIRE_THROWS_WITH(Conv2d(4, 6, 3, 1, 1, 3), Catch::Contains("groups must divide"));
+}
