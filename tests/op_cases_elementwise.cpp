@@ -97,8 +97,14 @@ void add_elementwise_cases(OpRegistry& r) {
       },
       [](double a, double) { return std::clamp(4 * a, 0.0, 6.0); });
   // At the bounds exactly the gradient is zero (PyTorch's Hardtanh, not torch.clamp).
-  for (auto [lo, hi, v] : {std::tuple{-0.5, 1.0, std::vector<double>{-2, -0.5, 0, 1, 3, 0.25}},
-                           std::tuple{0.0, 6.0, std::vector<double>{-1, 0, 3, 6, 7, 5.5}}}) {
+  struct Bounds {
+    double lo, hi;
+    std::vector<double> v;
+  };
+  for (const Bounds& b : {Bounds{-0.5, 1.0, {-2, -0.5, 0, 1, 3, 0.25}},
+                          Bounds{0.0, 6.0, {-1, 0, 3, 6, 7, 5.5}}}) {
+    const double lo = b.lo, hi = b.hi;
+    const std::vector<double>& v = b.v;
     OpCase& c = r.add("hardtanh", fmt::format("bounds [{}, {}] [6]", lo, hi));
     c.build = from_inputs({values(v, {6}).grad()}, [lo, hi](const std::vector<Tensor>& in) {
       return std::vector<Tensor>{hardtanh(in[0], lo, hi)};

@@ -52,7 +52,7 @@ void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& 
 void add_channel_bias(Tensor& y, const Tensor& bias) {
   dispatch_floating(y.dtype(), "add_channel_bias", [&](auto tag) {
     using T = decltype(tag);
-    const int64_t n = y.size(0), c = y.size(1), plane = n * c ? y.numel() / (n * c) : 0;
+    const int64_t n = y.size(0), c = y.size(1), plane = n * c != 0 ? y.numel() / (n * c) : 0;
     T* py = y.data<T>();
     const T* pb = bias.data<T>();
 #pragma omp parallel for schedule(dynamic, 16) if (y.numel() > kernels::kCpuParallelMin)
@@ -66,7 +66,7 @@ void add_channel_bias(Tensor& y, const Tensor& bias) {
 void sum_channels(const Tensor& g, Tensor& gb) {
   dispatch_floating(g.dtype(), "sum_channels", [&](auto tag) {
     using T = decltype(tag);
-    const int64_t n = g.size(0), c = g.size(1), plane = n * c ? g.numel() / (n * c) : 0;
+    const int64_t n = g.size(0), c = g.size(1), plane = n * c != 0 ? g.numel() / (n * c) : 0;
     const T* pg = g.data<T>();
     T* out = gb.data<T>();
     std::fill(out, out + c, T(0));

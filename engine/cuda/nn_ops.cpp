@@ -52,13 +52,14 @@ void gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& 
 void add_channel_bias(Tensor& y, const Tensor& bias) {
   const int64_t n = y.size(0), c = y.size(1);
   kernels::add_channel_bias_cuda(y.data<float>(), bias.data<float>(), n, c,
-                                 n * c ? y.numel() / (n * c) : 0, cuda::stream(y.device().index));
+                                 n * c != 0 ? y.numel() / (n * c) : 0,
+                                 cuda::stream(y.device().index));
 }
 
 void sum_channels(const Tensor& g, Tensor& gb) {
   const int64_t n = g.size(0), c = g.size(1);
   kernels::sum_channels_cuda(g.data<float>(), gb.data<float>(), n, c,
-                             n * c ? g.numel() / (n * c) : 0, cuda::stream(g.device().index));
+                             n * c != 0 ? g.numel() / (n * c) : 0, cuda::stream(g.device().index));
 }
 
 void global_avg_pool_forward(const Tensor& x, Tensor& y) {
