@@ -50,12 +50,20 @@ Tensor QLinear::effective_bias() {
 }
 
 std::unique_ptr<Conv2d> QuantizedLayerFactory::conv(int64_t in, int64_t out, int64_t kernel,
-                                                    int64_t stride, int64_t padding) const {
-  return std::make_unique<QConv2d>(in, out, kernel, stride, padding, spec_);
+                                                    int64_t stride, int64_t padding,
+                                                    int64_t groups, bool bias) const {
+  return std::make_unique<QConv2d>(in, out, kernel, stride, padding, spec_, groups, bias);
 }
 
 std::unique_ptr<Linear> QuantizedLayerFactory::linear(int64_t in, int64_t out) const {
   return std::make_unique<QLinear>(in, out, spec_);
+}
+
+std::vector<QuantLayerRef> quantized_layers(Module& model) {
+  std::vector<QuantLayerRef> out;
+  for (auto& [name, layer] : weight_layers(model))
+    if (auto* ql = dynamic_cast<Quantized*>(layer)) out.push_back({name, layer, &ql->q});
+  return out;
 }
 
 Tensor metaquant_weight(const Tensor& W, const Tensor& c, const MetaUpdate& u) {

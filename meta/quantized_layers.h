@@ -9,7 +9,7 @@
 #include <memory>
 
 #include "meta/meta_op.h"
-#include "models/layers.h"
+#include "models/model.h"
 #include "models/quantize_op.h"
 
 namespace mq {
@@ -58,26 +58,22 @@ class QuantizedLayerFactory : public LayerFactory {
  public:
   explicit QuantizedLayerFactory(QuantSpec spec) : spec_(spec) {}
   std::unique_ptr<Conv2d> conv(int64_t in, int64_t out, int64_t kernel, int64_t stride,
-                               int64_t padding) const override;
+                               int64_t padding, int64_t groups = 1,
+                               bool bias = false) const override;
   std::unique_ptr<Linear> linear(int64_t in, int64_t out) const override;
 
  private:
   QuantSpec spec_;
 };
 
-// The quantized layers of a model in state_dict order with their weight layers.
+// The quantized layers of a model (every QConv2d and QLinear of its module tree) in state_dict
+// order, with their state_dict names.
 struct QuantLayerRef {
   std::string name;  // e.g. "layer2.0.downsample.0"
   WeightLayer* layer;
   QuantState* q;
 };
-template <class Model>
-std::vector<QuantLayerRef> quantized_layers(Model& model) {
-  std::vector<QuantLayerRef> out;
-  for (auto& [name, layer] : model.named_weight_layers())
-    if (auto* ql = dynamic_cast<Quantized*>(layer)) out.push_back({name, layer, &ql->q});
-  return out;
-}
+std::vector<QuantLayerRef> quantized_layers(Module& model);
 
 // The metaquant weight op: value W - lr*(cG + (W.grad - cG)) computed as written (so it rounds
 // like the reference), gradient identity into W; into the meta gradient it writes

@@ -5,7 +5,7 @@
 
 namespace mq {
 
-double evaluate(ResNetCifar& model, DataLoader& loader, Device device) {
+double evaluate(Model& model, DataLoader& loader, Device device) {
   NoGradGuard ng;
   model.eval();
   loader.start_epoch(0);

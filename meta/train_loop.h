@@ -4,7 +4,7 @@
 #include <functional>
 
 #include "data/loader.h"
-#include "models/resnet_cifar.h"
+#include "models/model.h"
 
 namespace mq {
 
@@ -28,6 +28,6 @@ struct EpochResult {
 };
 
 // Accuracy (percent) in eval mode without history.
-double evaluate(ResNetCifar& model, DataLoader& loader, Device device);
+double evaluate(Model& model, DataLoader& loader, Device device);
 
 }  // namespace mq

@@ -36,7 +36,7 @@ Tensor restore_like(const TensorMap& in, const std::string& key, const Tensor& l
 }  // namespace
 
 // ---- STE ----
-SteTrainer::SteTrainer(ResNetCifar& model, const std::string& optimizer, double lr)
+SteTrainer::SteTrainer(Model& model, const std::string& optimizer, double lr)
     : model_(model), opt_(make_optimizer(optimizer, model.parameters(), lr, /*metaquant=*/false)) {
   for (auto& l : quantized_layers(model_)) l.q->update = {};
 }
@@ -67,7 +67,7 @@ void SteTrainer::load_state_dict(const TensorMap& state) {
 }
 
 // ---- MetaQuant ----
-MetaQuantTrainer::MetaQuantTrainer(ResNetCifar& model, MetaNet& meta, MetaQuantOptions options)
+MetaQuantTrainer::MetaQuantTrainer(Model& model, MetaNet& meta, MetaQuantOptions options)
     : model_(model), meta_(meta), options_(options) {
   opt_ = make_optimizer(options.optimizer, model.parameters(), options.lr, /*metaquant=*/true);
   meta_opt_ = std::make_unique<Adam>(meta.parameters(), options.meta_lr);

@@ -22,7 +22,7 @@
 #include "meta/meta_net.h"
 #include "meta/quantized_layers.h"
 #include "meta/train_loop.h"
-#include "models/resnet_cifar.h"
+#include "models/model.h"
 
 namespace mq {
 
@@ -38,7 +38,7 @@ class QuantTrainer {
   virtual StepOutput step(const Tensor& x, const Tensor& y) = 0;
   virtual double lr() const = 0;
   virtual void set_lr(double lr) = 0;
-  virtual ResNetCifar& model() = 0;
+  virtual Model& model() = 0;
   // What a resumed run needs beyond the model's state_dict, as named tensors for a checkpoint:
   // optimizer state(s), and for MetaQuant the meta network, the last step's meta inputs
   // (g_W^, W~), the LSTM state and the step count. Loading checks names, shapes and dtypes and
@@ -50,16 +50,16 @@ class QuantTrainer {
 class SteTrainer : public QuantTrainer {
  public:
   // optimizer: "SGD", "SGD-M" or "Adam" (PyTorch's, no weight decay).
-  SteTrainer(ResNetCifar& model, const std::string& optimizer, double lr);
+  SteTrainer(Model& model, const std::string& optimizer, double lr);
   StepOutput step(const Tensor& x, const Tensor& y) override;
   double lr() const override { return opt_->lr(); }
   void set_lr(double lr) override { opt_->set_lr(lr); }
-  ResNetCifar& model() override { return model_; }
+  Model& model() override { return model_; }
   TensorMap state_dict() const override;
   void load_state_dict(const TensorMap& state) override;
 
  private:
-  ResNetCifar& model_;
+  Model& model_;
   std::unique_ptr<Optimizer> opt_;
   int64_t t_ = 0;  // steps done (names the iteration when the loss diverges)
 };
@@ -76,16 +76,16 @@ struct MetaQuantOptions {
 class MetaQuantTrainer : public QuantTrainer {
  public:
   // The model must be built with QuantizedLayerFactory; meta on the model's device and dtype.
-  MetaQuantTrainer(ResNetCifar& model, MetaNet& meta, MetaQuantOptions options = {});
+  MetaQuantTrainer(Model& model, MetaNet& meta, MetaQuantOptions options = {});
   StepOutput step(const Tensor& x, const Tensor& y) override;
   double lr() const override { return opt_->lr(); }
   void set_lr(double lr) override;
-  ResNetCifar& model() override { return model_; }
+  Model& model() override { return model_; }
   TensorMap state_dict() const override;
   void load_state_dict(const TensorMap& state) override;
 
  private:
-  ResNetCifar& model_;
+  Model& model_;
   MetaNet& meta_;
   MetaQuantOptions options_;
   std::unique_ptr<Optimizer> opt_, meta_opt_;

@@ -71,6 +71,11 @@ void Conv2d::reset_parameters(InitRng& rng) {
 }
 
 Tensor Conv2d::forward(const Tensor& x) {
+  // The op's own check names the op; a model's user needs the layer.
+  MQ_CHECK(x.dim() == 4 && x.size(1) == in_channels,
+           "layer '{}' (Conv2d {} -> {} channels, kernel {}, stride {}, groups {}): expected "
+           "input [N, {}, H, W], got {}", path(), in_channels, out_channels, kernel, stride,
+           groups, in_channels, x.describe());
   return conv2d(x, effective_weight(), bias.defined() ? effective_bias() : Tensor(),
                 Conv2dParams{stride, padding, groups});
 }
@@ -92,7 +97,12 @@ void Linear::reset_parameters(InitRng& rng) {
   rng.fill_uniform(bias, -bound, bound);
 }
 
-Tensor Linear::forward(const Tensor& x) { return linear(x, effective_weight(), effective_bias()); }
+Tensor Linear::forward(const Tensor& x) {
+  MQ_CHECK(x.dim() == 2 && x.size(1) == in_features,
+           "layer '{}' (Linear {} -> {} features): expected input [N, {}], got {}", path(),
+           in_features, out_features, in_features, x.describe());
+  return linear(x, effective_weight(), effective_bias());
+}
 
 // ---- BatchNorm2d ----
 BatchNorm2d::BatchNorm2d(int64_t c, double e, double m) : channels(c), eps(e), momentum(m) {
@@ -119,6 +129,9 @@ void BatchNorm2d::reset_parameters() {
 }
 
 Tensor BatchNorm2d::forward(const Tensor& x) {
+  MQ_CHECK(x.dim() == 4 && x.size(1) == channels,
+           "layer '{}' (BatchNorm2d of {} channels): expected input [N, {}, H, W], got {}",
+           path(), channels, channels, x.describe());
   BatchNormParams p{is_training(), momentum, eps};
   if (is_training()) num_batches_tracked.data<int64_t>()[0] += 1;  // host-only counter
   return batch_norm(x, weight, bias, running_mean, running_var, p);
@@ -126,8 +139,9 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
 
 // ---- factory ----
 std::unique_ptr<Conv2d> LayerFactory::conv(int64_t in, int64_t out, int64_t kernel,
-                                           int64_t stride, int64_t padding) const {
-  return std::make_unique<Conv2d>(in, out, kernel, stride, padding);
+                                           int64_t stride, int64_t padding, int64_t groups,
+                                           bool bias) const {
+  return std::make_unique<Conv2d>(in, out, kernel, stride, padding, groups, bias);
 }
 
 std::unique_ptr<Linear> LayerFactory::linear(int64_t in, int64_t out) const {

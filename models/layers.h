@@ -96,8 +96,10 @@ class BatchNorm2d : public Module {
 class LayerFactory {
  public:
   virtual ~LayerFactory() = default;
+  // Conv2d's arguments (groups: grouped or depthwise; bias: a bias after the weight).
   virtual std::unique_ptr<Conv2d> conv(int64_t in, int64_t out, int64_t kernel, int64_t stride,
-                                       int64_t padding) const;
+                                       int64_t padding, int64_t groups = 1,
+                                       bool bias = false) const;
   virtual std::unique_ptr<Linear> linear(int64_t in, int64_t out) const;
 };
 const LayerFactory& default_layer_factory();

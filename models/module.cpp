@@ -26,8 +26,18 @@ void Module::register_buffer(const std::string& name, Tensor* t, bool optional_o
 
 void Module::add_child(const std::string& name, std::unique_ptr<Module> child) {
   MQ_CHECK(child != nullptr, "register_module('{}'): null module", name);
+  MQ_CHECK(!child->parent_, "register_module('{}'): the module is already registered as '{}'",
+           name, child->path());
+  child->parent_ = this;
+  child->local_name_ = name;
   child_view_.emplace_back(name, child.get());
   owned_.push_back(std::move(child));
+}
+
+std::string Module::path() const {
+  std::string out = local_name_;
+  for (const Module* m = parent_; m && m->parent_; m = m->parent_) out = m->local_name_ + "." + out;
+  return out;
 }
 
 void Module::collect_slots(const std::string& prefix,

@@ -33,6 +33,9 @@ class Module {
   std::vector<Tensor> parameters() const;
   std::vector<std::pair<std::string, Module*>> named_modules();  // pre-order, self first ("")
   const std::vector<std::pair<std::string, Module*>>& children() const { return child_view_; }
+  // This module's state_dict name within the tree that holds it ("layer2.0.conv1"); "" for the
+  // root. Layers name themselves with it in their errors.
+  std::string path() const;
 
   // ---- state ----
   // Parameters and persistent buffers, PyTorch order. The tensors share storage with the module.
@@ -79,6 +82,8 @@ class Module {
                      bool params, bool buffers) const;
 
   bool training_ = true;
+  const Module* parent_ = nullptr;  // set when registered as a child
+  std::string local_name_;
   std::vector<Slot> params_;
   std::vector<Slot> buffers_;
   std::vector<std::unique_ptr<Module>> owned_;

@@ -75,19 +75,4 @@ Tensor ResNetCifar::forward(const Tensor& x) {
   return fc->forward(global_avg_pool(out));
 }
 
-void ResNetCifar::reset_parameters(uint64_t seed) {
-  InitRng rng(seed);
-  for (auto& [name, m] : named_modules()) {
-    if (auto* w = dynamic_cast<WeightLayer*>(m)) w->reset_parameters(rng);
-    if (auto* bn = dynamic_cast<BatchNorm2d*>(m)) bn->reset_parameters();
-  }
-}
-
-std::vector<std::pair<std::string, WeightLayer*>> ResNetCifar::named_weight_layers() {
-  std::vector<std::pair<std::string, WeightLayer*>> out;
-  for (auto& [name, m] : named_modules())
-    if (auto* w = dynamic_cast<WeightLayer*>(m)) out.emplace_back(name, w);
-  return out;
-}
-
 }  // namespace mq

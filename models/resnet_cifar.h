@@ -1,13 +1,14 @@
 #pragma once
 // ResNet for CIFAR (depth 6n+2: 20, 32, 44, 56, 110; 8 for quick tests) exactly as
 // docs/metaquant.md §2, with PyTorch state_dict names. Convs and fc come from a LayerFactory, so
-// the same model can be built with quantized layers; named_weight_layers() lists them for the
-// trainers (22 in ResNet20).
+// the same model can be built with quantized layers (22 weight layers in ResNet20, found by
+// weight_layers(), models/model.h). `mqtrain -m resnet20` builds it through the zoo
+// (models/zoo.h).
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "models/layers.h"
+#include "models/model.h"
 
 namespace mq {
 
@@ -25,7 +26,7 @@ class BasicBlock : public Module {
   BatchNorm2d* down_bn = nullptr;
 };
 
-class ResNetCifar : public Module {
+class ResNetCifar : public Model {
  public:
   static constexpr int kValidDepths[] = {8, 20, 32, 44, 56, 110};
 
@@ -35,14 +36,9 @@ class ResNetCifar : public Module {
               const LayerFactory& factory = default_layer_factory());
 
   // x [N, in_channels, H, W] -> logits [N, classes]
-  Tensor forward(const Tensor& x);
-
-  // Conv kaiming-normal (fan_out, ReLU), BN weight 1 / bias 0 / running stats reset,
-  // fc PyTorch default; one mt19937_64 stream drawn in state_dict order.
-  void reset_parameters(uint64_t seed);
-
-  // Every conv and the fc, in state_dict order (conv1, layer1.0.conv1, ..., fc).
-  std::vector<std::pair<std::string, WeightLayer*>> named_weight_layers();
+  // Parameters (Model::reset_parameters): conv kaiming-normal (fan_out, ReLU), BN weight 1 /
+  // bias 0 / running stats reset, fc PyTorch default; one stream in state_dict order.
+  Tensor forward(const Tensor& x) override;
 
   Conv2d* conv1;
   BatchNorm2d* bn1;

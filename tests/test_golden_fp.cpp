@@ -1,8 +1,8 @@
 // Replays the full-precision golden cases of the MetaQuant reference (tests/data/golden,
-// tolerances of its README; see meta/golden.h).
+// tolerances of its README; see meta/golden/golden.h).
 #include <iostream>
 
-#include "meta/golden.h"
+#include "meta/golden/golden.h"
 #include "op_test.h"
 
 using namespace mq;

@@ -12,7 +12,7 @@
 
 #include "engine/io/npy.h"
 #include "kernels/base/error.h"
-#include "meta/golden_quant.h"
+#include "meta/golden/golden_quant.h"
 #include "test_data_util.h"
 
 using namespace mq;

@@ -1,10 +1,10 @@
 // Replays the quantized golden cases of the MetaQuant reference (ste-* and metaquant-* of
-// tests/data/golden/metaquant-ref; tolerances of its README, see meta/golden_quant.h). Each case
+// tests/data/golden/metaquant-ref; tolerances of its README, see meta/golden/golden_quant.h). Each case
 // is its own test case: `mq_tests "golden metaquant-bwn-adam-LSTMFC"` runs one.
 #include <iostream>
 #include <sstream>
 
-#include "meta/golden_quant.h"
+#include "meta/golden/golden_quant.h"
 #include "op_test.h"
 
 using namespace mq;

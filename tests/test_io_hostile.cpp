@@ -20,7 +20,7 @@
 #include "engine/io/pth.h"
 #include "engine/io/pth_pickle.h"
 #include "engine/io/zip.h"
-#include "meta/run_checkpoint.h"
+#include "meta/run/run_checkpoint.h"
 #include "meta/trainers.h"
 #include "models/resnet_cifar.h"
 

@@ -1,6 +1,7 @@
 // MetaQuant steps on CUDA against the CPU. The meta-gradient kernels alone against the CPU are
 // the op harness's cuda mode (tests/op_cases_meta.cpp).
 #include "meta/trainers.h"
+#include "models/resnet_cifar.h"
 #include "op_test.h"
 
 using namespace mq;

@@ -32,9 +32,9 @@ struct MarkedLinear : Linear {
   using Linear::Linear;
 };
 struct MarkedFactory : LayerFactory {
-  std::unique_ptr<Conv2d> conv(int64_t i, int64_t o, int64_t k, int64_t s,
-                               int64_t p) const override {
-    return std::make_unique<MarkedConv>(i, o, k, s, p);
+  std::unique_ptr<Conv2d> conv(int64_t i, int64_t o, int64_t k, int64_t s, int64_t p,
+                               int64_t groups, bool bias) const override {
+    return std::make_unique<MarkedConv>(i, o, k, s, p, groups, bias);
   }
   std::unique_ptr<Linear> linear(int64_t i, int64_t o) const override {
     return std::make_unique<MarkedLinear>(i, o);
@@ -66,7 +66,7 @@ TEST_CASE("ResNet20 has PyTorch's state_dict names, order and shapes", "[models]
   REQUIRE(shapes["fc.weight"] == Shape{10, 64});
   REQUIRE(shapes.count("layer1.0.downsample.0.weight") == 0);
 
-  auto wl = m.named_weight_layers();
+  auto wl = weight_layers(m);
   REQUIRE(wl.size() == 22);
   REQUIRE(wl.front().first == "conv1");
   REQUIRE(wl[7].first == "layer2.0.conv1");
@@ -90,7 +90,7 @@ TEST_CASE("ResNet20 has PyTorch's state_dict names, order and shapes", "[models]
 TEST_CASE("ResNet depths and invalid configurations", "[models]") {
   for (int depth : {20, 32, 44, 56, 110}) {
     ResNetCifar m(depth, 100, 1);
-    REQUIRE(m.named_weight_layers().size() == size_t(depth - 2 + 2 + 2));  // + 2 downsample convs
+    REQUIRE(weight_layers(m).size() == size_t(depth - 2 + 2 + 2));  // + 2 downsample convs
     REQUIRE(m.fc->weight.shape() == Shape{100, 64});
     REQUIRE(m.conv1->weight.shape() == Shape{16, 1, 3, 3});
   }
@@ -108,8 +108,8 @@ TEST_CASE("ResNet initialization follows the reference's recipe from a seed", "[
   }
   REQUIRE(a.conv1->weight.to_vector<float>() != c.conv1->weight.to_vector<float>());
   // conv: N(0, 2 / fan_out); the big layer3 convs have 36864 samples.
-  REQUIRE(a.named_weight_layers()[20].first == "layer3.2.conv2");
-  auto w = to_doubles(a.named_weight_layers()[20].second->weight);
+  REQUIRE(weight_layers(a)[20].first == "layer3.2.conv2");
+  auto w = to_doubles(weight_layers(a)[20].second->weight);
   double mean = 0, var = 0;
   for (double x : w) mean += x;
   mean /= w.size();
@@ -185,7 +185,7 @@ TEST_CASE("Module save/load, modes, devices and factories", "[models]") {
 
   ResNetCifar q(20, 10, 3, 0, MarkedFactory());
   int marked = 0;
-  for (auto& [name, w] : q.named_weight_layers())
+  for (auto& [name, w] : weight_layers(q))
     marked += dynamic_cast<MarkedConv*>(w) != nullptr || dynamic_cast<MarkedLinear*>(w) != nullptr;
   REQUIRE(marked == 22);
   REQUIRE(q.state_dict().size() == a.state_dict().size());

@@ -13,7 +13,7 @@
 
 #include "engine/io/checkpoint.h"
 #include "engine/io/file.h"
-#include "meta/run_checkpoint.h"
+#include "meta/run/run_checkpoint.h"
 #include "test_data_util.h"
 
 using namespace mq;

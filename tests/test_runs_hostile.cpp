@@ -28,10 +28,10 @@
 
 #include "engine/io/checkpoint.h"
 #include "engine/io/file.h"
-#include "meta/run_checkpoint.h"
-#include "meta/run_lock.h"
-#include "meta/run_log.h"
-#include "meta/training_run.h"
+#include "meta/run/run_checkpoint.h"
+#include "meta/run/run_lock.h"
+#include "meta/run/run_log.h"
+#include "meta/run/training_run.h"
 #include "test_data_util.h"
 
 extern char** environ;
@@ -326,7 +326,7 @@ TEST_CASE("runs: model and dataset names are case-insensitive, as the reference 
   Exit bad = mqtrain(root, "pretrain -m ResNet21 -d synthetic:64 -n 1 --device cpu --results " +
                                root.string());
   CHECK(bad.code == 1);
-  CHECK(contains(bad.output, "--model 'resnet21': expected resnet8, resnet20"));
+  CHECK(contains(bad.output, "--model 'resnet21': not a model of the zoo; choose one of resnet8, resnet20"));
   fs::remove_all(root);
 }
 

@@ -1,4 +1,4 @@
-// The training run as library code (meta/training_run.h), driven in-process: epochs, hooks,
+// The training run as library code (meta/run/training_run.h), driven in-process: epochs, hooks,
 // checkpoint and logs, the saved model's evaluation, the multi-trial summary, bad settings.
 #include <catch2/catch.hpp>
 
@@ -6,8 +6,9 @@
 
 #include <filesystem>
 
-#include "meta/run_checkpoint.h"
-#include "meta/training_run.h"
+#include "meta/run/run_checkpoint.h"
+#include "meta/run/training_run.h"
+#include "models/zoo.h"
 
 using namespace mq;
 namespace fs = std::filesystem;
@@ -34,7 +35,7 @@ TEST_CASE("training run: epochs, hooks, checkpoint, logs and the saved model", "
     CHECK(epochs == 2);
     ++epochs_started;
   };
-  hooks.after_step = [&](const StepReport& r, int64_t iterations, ResNetCifar&) {
+  hooks.after_step = [&](const StepReport& r, int64_t iterations, Model&) {
     ++steps;
     last_iterations = iterations;
     CHECK(std::isfinite(r.running_loss));
@@ -69,8 +70,9 @@ TEST_CASE("training run: trial summary and bad settings", "[run]") {
   CHECK(t.best_var == Approx(100));
   CHECK(t.last10_mean == Approx(36));  // 10, 20, 50, 70, 30
   CHECK(t.last10_var == Approx(464));
-  CHECK(parse_model_depth("resnet56") == 56);
-  CHECK_THROWS_WITH(parse_model_depth("vgg16"), Catch::Contains("--model 'vgg16'"));
+  CHECK(has_model("resnet56"));
+  CHECK(has_model("ResNet56"));
+  CHECK(!has_model("vgg16"));
   CHECK_THROWS_WITH(load_model_state("/nonexistent/state"),
                     Catch::Contains("--pretrained /nonexistent/state: no such file"));
   RunSettings s;

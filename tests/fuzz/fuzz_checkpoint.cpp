@@ -1,5 +1,5 @@
 // libFuzzer target: mq checkpoints (engine/io/checkpoint.h) and the run checkpoint's progress
-// (meta/run_checkpoint.h). The first byte chooses whether the header's payload size and CRC are
+// (meta/run/run_checkpoint.h). The first byte chooses whether the header's payload size and CRC are
 // fixed up first, so that the fuzzer also explores what lies behind the checksum (the JSON
 // metadata, the tensor records, the progress fields).
 #include <unistd.h>
@@ -12,7 +12,7 @@
 
 #include "engine/io/checkpoint.h"
 #include "kernels/base/error.h"
-#include "meta/run_checkpoint.h"
+#include "meta/run/run_checkpoint.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// libFuzzer target: a golden case's files as read before a replay (meta/golden.h
+// libFuzzer target: a golden case's files as read before a replay (meta/golden/golden.h
 // check_case_files). Input: the case's JSON object (the manifest entry), a NUL byte, then a
 // flags byte and records. The manifest is a fixed set header (steps 1, batch 1, hidden 4,
 // num_fc 3) around the case text. Flags bit 0 first fills the case folder with every tensor the
@@ -15,7 +15,7 @@
 
 #include "engine/io/npy.h"
 #include "kernels/base/error.h"
-#include "meta/golden.h"
+#include "meta/golden/golden.h"
 
 namespace fs = std::filesystem;
 

@@ -1,4 +1,4 @@
-// libFuzzer target: the golden manifest (meta/golden.h load_set). The input is manifest.json
+// libFuzzer target: the golden manifest (meta/golden/golden.h load_set). The input is manifest.json
 // of a golden directory that also holds tiny inputs (steps 1, batch 1); load_set parses and
 // range-checks every field and the inputs, and the meta network of each metaquant case is
 // configured (no replay). Only mq::Error may escape; anything else is a finding.
@@ -12,7 +12,7 @@
 
 #include "engine/io/npy.h"
 #include "kernels/base/error.h"
-#include "meta/golden.h"
+#include "meta/golden/golden.h"
 
 namespace {
 

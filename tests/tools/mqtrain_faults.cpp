@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   mq::RunHooks hooks;
-  hooks.after_step = [&](const mq::StepReport&, int64_t iterations, mq::ResNetCifar& model) {
+  hooks.after_step = [&](const mq::StepReport&, int64_t iterations, mq::Model& model) {
     if (iterations != g_fault.at) return;
     switch (g_fault.kind) {
       case Fault::kill: die();

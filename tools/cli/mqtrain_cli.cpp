@@ -3,6 +3,8 @@
 // accepted beside the long names.
 #include "tools/cli/mqtrain_cli.h"
 
+#include "models/zoo.h"
+
 #include <CLI/CLI.hpp>
 #include <cctype>
 #include <cstdio>
@@ -18,7 +20,7 @@
 #include "engine/io/npy.h"
 #include "engine/io/pth.h"
 #include "engine/parallel.h"
-#include "meta/golden_quant.h"
+#include "meta/golden/golden_quant.h"
 #include "kernels/quantize/quantizer_table.h"
 #include "tools/progress.h"
 
@@ -35,7 +37,7 @@ std::string not_negative(const std::string& value) {
 
 void add_common(CLI::App& cmd, MqtrainCommand& c) {
   RunSettings& o = c.settings;
-  cmd.add_option("-m,--model", o.model, "resnet20|resnet32|resnet44|resnet56|resnet110 (resnet8: quick tests)")
+  cmd.add_option("-m,--model", o.model, "a model of the zoo: " + model_list())
       ->capture_default_str();
   cmd.add_option("-d,--dataset", o.dataset, "cifar10|cifar100|fashion-mnist|synthetic[:N]")
       ->capture_default_str();
@@ -76,7 +78,7 @@ int run_trials(RunSettings o, int threads, const RunHooks& extra) {
     bar = std::make_unique<Progress>(epoch, epochs);
     if (extra.epoch_start) extra.epoch_start(epoch, epochs);
   };
-  hooks.after_step = [&](const StepReport& r, int64_t iterations, ResNetCifar& model) {
+  hooks.after_step = [&](const StepReport& r, int64_t iterations, Model& model) {
     bar->update(r);
     if (extra.after_step) extra.after_step(r, iterations, model);
   };
@@ -119,11 +121,14 @@ std::vector<std::string> normalize_args(const std::vector<std::string>& args) {
 }  // namespace
 
 MqtrainCommand parse_mqtrain_args(const std::vector<std::string>& args, std::ostream& out,
-                                  std::ostream& err) {
-  CLI::App app{"mqtrain: train weight-quantized ResNets with MetaQuant"};
+                                  std::ostream& err, const CliDefaults& defaults) {
+  CLI::App app{defaults.program + ": train weight-quantized networks with MetaQuant",
+               defaults.program};
   app.require_subcommand(1);
   MqtrainCommand c;
   RunSettings& o = c.settings;
+  o.model = defaults.model;
+  o.dataset = defaults.dataset;
 
   auto* pretrain = app.add_subcommand("pretrain", "train a full-precision model");
   add_common(*pretrain, c);
@@ -170,6 +175,7 @@ MqtrainCommand parse_mqtrain_args(const std::vector<std::string>& args, std::ost
   auto* verify = app.add_subcommand("verify-golden", "replay golden reference traces");
   verify->add_option("DIR", c.golden_dir, "golden directory (with manifest.json)")->required();
   verify->add_option("--case", c.golden_case, "run only this case");
+  verify->add_option("--skip", c.golden_skip, "leave out this case (repeatable)");
   verify->add_option("--threads", c.threads, "CPU threads")->check(CLI::Range(0, 1024));
 
   try {
@@ -226,22 +232,24 @@ int run_mqtrain_command(const MqtrainCommand& c, const RunHooks& extra) {
     }
     case Command::verify_golden:
       if (c.threads > 0) set_num_threads(c.threads);
-      return golden::verify_golden_dir(c.golden_dir, c.golden_case, std::cout) ? 0 : 1;
+      return golden::verify_golden_dir(c.golden_dir, c.golden_case, std::cout, c.golden_skip)
+                 ? 0
+                 : 1;
   }
   return 0;
 }
 
-int mqtrain_main(int argc, char** argv, const RunHooks& extra) {
-  auto error = [](const std::string& message) {
+int mqtrain_main(int argc, char** argv, const RunHooks& extra, const CliDefaults& defaults) {
+  auto error = [&](const std::string& message) {
     std::fflush(stdout);  // the run's output so far, before the message
-    std::fprintf(stderr, "mqtrain: error: %s\n", message.c_str());
+    std::fprintf(stderr, "%s: error: %s\n", defaults.program.c_str(), message.c_str());
     return 1;
   };
   // Every failure becomes a message and exit code 1: no `terminate`, whatever the input.
   try {
     const MqtrainCommand c =
         parse_mqtrain_args(std::vector<std::string>(argv + std::min(argc, 1), argv + argc),
-                           std::cout, std::cerr);
+                           std::cout, std::cerr, defaults);
     return run_mqtrain_command(c, extra);
   } catch (const Error& e) {
     return error(e.what());

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "meta/training_run.h"
+#include "meta/run/training_run.h"
 
 namespace mq::tools {
 
@@ -22,6 +22,16 @@ struct MqtrainCommand {
   bool eval_quantized = false;
   std::string pth_in, pth_out;           // import-pth
   std::string golden_dir, golden_case;   // verify-golden
+  std::vector<std::string> golden_skip;
+};
+
+// What a program built on this command line starts from: its name (in messages and --help) and
+// the -m / -d defaults. A program with its own model (docs/examples/custom_cnn.cpp) registers
+// it in the zoo and names it here.
+struct CliDefaults {
+  std::string program = "mqtrain";
+  std::string model = "resnet20";
+  std::string dataset = "synthetic";
 };
 
 // Parses `args` (argv without the program name) and validates every value that needs no file
@@ -29,14 +39,15 @@ struct MqtrainCommand {
 // --help and CLI11's own errors (unknown flag, a value out of its range) are printed to `out` /
 // `err` and come back as Command::none with their exit code.
 MqtrainCommand parse_mqtrain_args(const std::vector<std::string>& args, std::ostream& out,
-                                  std::ostream& err);
+                                  std::ostream& err, const CliDefaults& defaults = {});
 
 // Runs a parsed command; returns the exit code. `extra` is called by training runs (pretrain,
 // quantize) after the progress bar's own hooks.
 int run_mqtrain_command(const MqtrainCommand& command, const RunHooks& extra = {});
 
 // Both, with every exception (mq::Error, file system, JSON, out of memory, any other) turned
-// into "mqtrain: error: <message>" on stderr and exit code 1.
-int mqtrain_main(int argc, char** argv, const RunHooks& extra = {});
+// into "<program>: error: <message>" on stderr and exit code 1.
+int mqtrain_main(int argc, char** argv, const RunHooks& extra = {},
+                 const CliDefaults& defaults = {});
 
 }  // namespace mq::tools
