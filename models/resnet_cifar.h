@@ -1,5 +1,6 @@
 #pragma once
-// ResNet for CIFAR (depth 6n+2: 20, 32, 44, 56, 110; 8 for quick tests) exactly as
+// ResNet for CIFAR (depth 6n+2: 20, 32, 44, 56, 110; 8 for quick tests; 164 with bottleneck
+// blocks, as the reference's resnet164_cifar) exactly as
 // docs/metaquant.md §2, with PyTorch state_dict names. Convs and fc come from a LayerFactory, so
 // the same model can be built with quantized layers (22 weight layers in ResNet20, found by
 // weight_layers(), models/model.h). `mqtrain -m resnet20` builds it through the zoo
@@ -12,10 +13,18 @@
 
 namespace mq {
 
-class BasicBlock : public Module {
+// A residual block of a stage; its output has planes * expansion channels.
+class ResidualBlock : public Module {
  public:
+  virtual Tensor forward(const Tensor& x) = 0;
+};
+
+// conv3x3-BN-ReLU, conv3x3-BN, + shortcut, ReLU (ResNet-20 ... 110).
+class BasicBlock : public ResidualBlock {
+ public:
+  static constexpr int64_t kExpansion = 1;
   BasicBlock(int64_t in_planes, int64_t planes, int64_t stride, const LayerFactory& f);
-  Tensor forward(const Tensor& x);
+  Tensor forward(const Tensor& x) override;
 
   Conv2d* conv1;
   BatchNorm2d* bn1;
@@ -26,9 +35,25 @@ class BasicBlock : public Module {
   BatchNorm2d* down_bn = nullptr;
 };
 
+// conv1x1-BN-ReLU, conv3x3(stride)-BN-ReLU, conv1x1(4 planes)-BN, + shortcut, ReLU
+// (ResNet-164, the reference's resnet164_cifar).
+class Bottleneck : public ResidualBlock {
+ public:
+  static constexpr int64_t kExpansion = 4;
+  Bottleneck(int64_t in_planes, int64_t planes, int64_t stride, const LayerFactory& f);
+  Tensor forward(const Tensor& x) override;
+
+  Conv2d *conv1, *conv2, *conv3;
+  BatchNorm2d *bn1, *bn2, *bn3;
+  Sequential* downsample = nullptr;  // 1x1 conv + BN when the shape changes, else identity
+  Conv2d* down_conv = nullptr;
+  BatchNorm2d* down_bn = nullptr;
+};
+
 class ResNetCifar : public Model {
  public:
-  static constexpr int kValidDepths[] = {8, 20, 32, 44, 56, 110};
+  // 6n+2 with basic blocks; 164 = 9n+2 with bottleneck blocks (n = 18).
+  static constexpr int kValidDepths[] = {8, 20, 32, 44, 56, 110, 164};
 
   // Throws mq::Error for an unsupported depth or class/channel count. Parameters are drawn
   // from `seed` (see reset_parameters).
@@ -48,6 +73,7 @@ class ResNetCifar : public Model {
   Linear* fc;
 
  private:
+  template <class Block>
   Sequential* make_stage(const std::string& name, int64_t& in_planes, int64_t planes,
                          int64_t stride, int blocks, const LayerFactory& f);
 };

@@ -5,7 +5,9 @@
 #include <map>
 #include <mutex>
 
+#include "models/mobilenet_v2.h"
 #include "models/resnet_cifar.h"
+#include "models/vgg_small.h"
 
 namespace mq {
 namespace {
@@ -24,11 +26,23 @@ std::string lower(std::string s) {
 void add_builtin(std::map<std::string, Entry>& zoo) {
   for (int depth : ResNetCifar::kValidDepths)
     zoo["resnet" + std::to_string(depth)] = {
-        fmt::format("ResNet-{} for CIFAR (basic blocks, 16-32-64 channels){}", depth,
-                    depth == 8 ? ", for quick tests" : ""),
+        depth == 164 ? std::string("ResNet-164 for CIFAR (bottleneck blocks, as the reference's "
+                                   "resnet164_cifar)")
+                     : fmt::format("ResNet-{} for CIFAR (basic blocks, 16-32-64 channels){}",
+                                   depth, depth == 8 ? ", for quick tests" : ""),
         [depth](const ModelArgs& a) {
           return std::make_unique<ResNetCifar>(depth, a.classes, a.in_channels, 0, *a.layers);
         }};
+  zoo["vgg-small"] = {"VGG-Small for CIFAR (2x128C3, pool, 2x256C3, pool, 2x512C3, pool, fc)",
+                      [](const ModelArgs& a) {
+                        return std::make_unique<VggSmall>(a.classes, a.in_channels, a.height,
+                                                          a.width, *a.layers);
+                      }};
+  zoo["mobilenetv2"] = {"MobileNetV2 for 32x32 inputs (inverted residuals, depthwise 3x3, ReLU6)",
+                        [](const ModelArgs& a) {
+                          return std::make_unique<MobileNetV2>(a.classes, a.in_channels,
+                                                               *a.layers);
+                        }};
 }
 
 std::map<std::string, Entry>& zoo() {

@@ -18,6 +18,7 @@ namespace mq {
 struct ModelArgs {
   int64_t classes = 10;
   int64_t in_channels = 3;
+  int64_t height = 32, width = 32;  // the input images (a model with a flatten sizes its fc)
   const LayerFactory* layers = &default_layer_factory();
 };
 using ModelBuilder = std::function<std::unique_ptr<Model>(const ModelArgs&)>;

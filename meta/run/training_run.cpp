@@ -252,8 +252,9 @@ RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks) {
   QuantizedLayerFactory qfactory(spec);
   const LayerFactory& factory = s.quantized ? qfactory : default_layer_factory();
   const std::unique_ptr<Model> built =
-      make_model(s.model, {.classes = classes, .in_channels = train_set.channels, .layers = &factory},
-                 seed);
+      make_model(s.model, {.classes = classes, .in_channels = train_set.channels,
+                           .height = train_set.height, .width = train_set.width,
+                           .layers = &factory}, seed);
   Model& model = *built;
   if (!s.pretrained.empty() && !s.resume) model.load_state_dict(load_model_state(s.pretrained), true);
 
@@ -399,7 +400,7 @@ double evaluate_saved_model(const RunSettings& s, size_t* images) {
   const LayerFactory& layers = s.quantized ? qfactory : default_layer_factory();
   const std::unique_ptr<Model> model = make_model(
       s.model, {.classes = dataset_classes(s.dataset), .in_channels = test_set.channels,
-                .layers = &layers}, s.seed);
+                .height = test_set.height, .width = test_set.width, .layers = &layers}, s.seed);
   model->load_state_dict(load_model_state(s.pretrained), true);
   model->to(device);
   if (images) *images = test_set.size();
