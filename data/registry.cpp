@@ -1,5 +1,7 @@
 #include "data/registry.h"
 
+#include <cstdlib>
+
 #include <charconv>
 
 #include "data/cifar.h"
@@ -47,10 +49,34 @@ std::vector<std::string> dataset_names() {
   return {"cifar10", "cifar100", "fashion-mnist", "synthetic"};
 }
 
+std::string default_data_dir(const std::string& name) {
+  std::string root;
+  if (const char* d = std::getenv("MQ_DATA"); d && *d) {
+    root = d;
+  } else if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) {
+    root = std::string(x) + "/mq";
+  } else if (const char* h = std::getenv("HOME"); h && *h) {
+    root = std::string(h) + "/.local/share/mq";
+  } else {
+    root = "mq-data";
+  }
+  return root + "/" + name;
+}
+
 Dataset load_dataset(const std::string& name, const std::string& dir, Split split) {
   const bool train = split == Split::train;
-  if (name == "cifar10") return load_cifar(dir, CifarVariant::cifar10, train);
-  if (name == "cifar100") return load_cifar(dir, CifarVariant::cifar100, train);
+  if (name == "cifar10" || name == "cifar100") {
+    const CifarVariant v = name == "cifar10" ? CifarVariant::cifar10 : CifarVariant::cifar100;
+    if (!dir.empty()) return load_cifar(dir, v, train);
+    // The reference's commands name no directory: the default one, which scripts/get-cifar.sh
+    // fills when given none.
+    try {
+      return load_cifar(default_data_dir(name), v, train);
+    } catch (const Error& e) {
+      fail("{} (no --data given, so the default data directory, $MQ_DATA/{} or "
+           "~/.local/share/mq/{}; --data DIR names another)", e.what(), name, name);
+    }
+  }
   if (name == "fashion-mnist" || name == "fashion_mnist" || name == "fmnist")
     return load_fashion_mnist(dir, train);
   size_t train_count = 0;

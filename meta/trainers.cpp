@@ -73,7 +73,9 @@ MetaQuantTrainer::MetaQuantTrainer(Model& model, MetaNet& meta, MetaQuantOptions
   meta_opt_ = std::make_unique<Adam>(meta.parameters(), options.meta_lr);
   layers_ = quantized_layers(model_);
   MQ_CHECK(!layers_.empty(),
-           "MetaQuant: the model has no quantized layers; build it with QuantizedLayerFactory");
+           "MetaQuant: the model has no quantized layer (QConv2d or QLinear): build its convs and "
+           "linears with the LayerFactory it is given, a QuantizedLayerFactory for quantized "
+           "training (docs/custom-models.md)");
   for (const auto& l : layers_) {
     offsets_.push_back(rows_);
     rows_ += l.layer->weight.numel();

@@ -2,7 +2,11 @@
 # Downloads the binary version of CIFAR-10 or CIFAR-100, verifies its size and MD5, and extracts
 # only the data files into DIR (flat: DIR/data_batch_1.bin ... or DIR/train.bin ...).
 #
-#   scripts/get-cifar.sh 10|100 DIR [--archive PATH] [--keep] [--force]
+#   scripts/get-cifar.sh 10|100 [DIR] [--archive PATH] [--keep] [--force]
+#
+#   DIR defaults to mqtrain's default data directory for the set: $MQ_DATA/cifar10 (or
+#   cifar100), else $XDG_DATA_HOME/mq/..., else ~/.local/share/mq/... (data/registry.h), so
+#   `mqtrain quantize -d CIFAR10 ...` finds it without --data.
 #
 #   --archive PATH   use a local copy of the archive instead of downloading (also: MQ_CIFAR_ARCHIVE)
 #   --keep           keep the downloaded archive in DIR
@@ -14,7 +18,7 @@ set -euo pipefail
 prog=get-cifar.sh
 die() { echo "$prog: error: $*" >&2; exit 1; }
 usage() {
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -35,7 +39,15 @@ while [[ $# -gt 0 ]]; do
       shift ;;
   esac
 done
-[[ -n "$variant" && -n "$dir" ]] || usage
+[[ -n "$variant" ]] || usage
+if [[ -z "$dir" ]]; then
+  if [[ -n "${MQ_DATA:-}" ]]; then root=$MQ_DATA
+  elif [[ -n "${XDG_DATA_HOME:-}" ]]; then root=$XDG_DATA_HOME/mq
+  else root=$HOME/.local/share/mq
+  fi
+  dir=$root/cifar$variant
+  echo "$prog: no DIR given: using mqtrain's default data directory $dir"
+fi
 
 case "$variant" in
   10)

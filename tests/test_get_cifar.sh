@@ -112,9 +112,16 @@ ok "CIFAR-100 extracted"
 # ---- usage errors ----
 if bash "$script" 7 "$bad" >"$work/log" 2>&1; then fail "variant 7 accepted"; fi
 grep -q "use 10 or 100" "$work/log" || fail "bad variant not explained"
-if bash "$script" 10 >"$work/log" 2>&1; then fail "missing DIR accepted"; fi
-grep -q "get-cifar.sh 10|100 DIR" "$work/log" || fail "usage not printed"
+if bash "$script" >"$work/log" 2>&1; then fail "missing variant accepted"; fi
+grep -q "get-cifar.sh 10|100 \[DIR\]" "$work/log" || fail "usage not printed"
 ok "usage errors"
+
+# ---- no DIR: mqtrain's default data directory, $MQ_DATA/cifar10 ----
+MQ_DATA="$work/default" MQ_CIFAR_ARCHIVE="$work/c10.tar.gz" MQ_CIFAR_SIZE=$size10 MQ_CIFAR_MD5=$md510 \
+  bash "$script" 10 >"$work/log" 2>&1 || { cat "$work/log"; fail "no-DIR extraction failed"; }
+[[ -f "$work/default/cifar10/data_batch_5.bin" ]] || fail "not extracted into \$MQ_DATA/cifar10"
+grep -q "default data directory $work/default/cifar10" "$work/log" || fail "default not announced"
+ok "no DIR: extracted into \$MQ_DATA/cifar10"
 
 # Hand the extracted directories to the C++ test when asked.
 if [[ -n "${MQ_GET_CIFAR_KEEP:-}" ]]; then

@@ -95,7 +95,7 @@ TEST_CASE("ResNet depths and invalid configurations", "[models]") {
     REQUIRE(m.conv1->weight.shape() == Shape{16, 1, 3, 3});
   }
   REQUIRE_THROWS_WITH(ResNetCifar(18), Catch::Contains("unsupported depth 18"));
-  REQUIRE_THROWS_WITH(ResNetCifar(21), Catch::Contains("8, 20, 32, 44, 56 or 110"));
+  REQUIRE_THROWS_WITH(ResNetCifar(21), Catch::Contains("8, 20, 32, 44, 56, 110 or 164"));
   REQUIRE_THROWS_WITH(ResNetCifar(20, 0), Catch::Contains("class count"));
 }
 

@@ -32,6 +32,8 @@
 #include "meta/run/run_lock.h"
 #include "meta/run/run_log.h"
 #include "meta/run/training_run.h"
+#include "data/synthetic.h"
+#include "dataset_writers.h"
 #include "test_data_util.h"
 
 extern char** environ;
@@ -672,5 +674,46 @@ TEST_CASE("runs: killed at 20 random moments, each run resumes byte-identical to
   }
   CHECK(killed >= fault_kills);
   CHECK(resumes_killed >= resume_fault_kills);
+  fs::remove_all(root);
+}
+
+TEST_CASE("runs: the reference's commands run as written: default data directory, pretrain's "
+          "default save, quantize's default pretrained state", "[runs]") {
+  const fs::path root = fresh_dir("reference");
+  const fs::path data = root / "data";
+  REQUIRE(setenv("MQ_DATA", data.c_str(), 1) == 0);  // the spawned mqtrain inherits it
+  const std::string common = " -n 1 --device cpu --threads 1 --results " + root.string();
+
+  // No data there yet: the message names the default directory, how to set it and to fill it.
+  Exit none = mqtrain(root, "pretrain -m ResNet20 -d CIFAR10" + common);
+  INFO(none.output);
+  CHECK(none.code == 1);
+  CHECK(contains(none.output, (data / "cifar10").string()));
+  CHECK(contains(none.output, "scripts/get-cifar.sh 10"));
+  CHECK(contains(none.output, "no --data given"));
+
+  // A small CIFAR-10 in the default directory (5 training batches and the test batch).
+  fs::create_directories(data / "cifar10");
+  for (int b = 1; b <= 6; ++b) {
+    SyntheticOptions o;
+    o.count = 8;
+    o.seed = b;
+    const std::string file = b <= 5 ? "data_batch_" + std::to_string(b) + ".bin" : "test_batch.bin";
+    test::write_cifar_file((data / "cifar10" / file).string(), make_synthetic(o),
+                           CifarVariant::cifar10);
+  }
+  Exit pre = mqtrain(root, "pretrain -m ResNet20 -d CIFAR10" + common);
+  INFO(pre.output);
+  REQUIRE(pre.code == 0);
+  const fs::path saved = root / "resnet20-cifar10" / "resnet20-cifar10-pretrain";
+  CHECK(fs::exists(saved / "conv1.weight.npy"));
+
+  // The reference README's quantize command (with one epoch): it starts from pretrain's state.
+  Exit q = mqtrain(root, "quantize -m ResNet20 -d CIFAR10 -q dorefa -bw 1 -o SGD -meta MultiFC "
+                         "-hidden 100 -ad 30" + common);
+  INFO(q.output);
+  CHECK(q.code == 0);
+  CHECK(contains(q.output, "no --pretrained: starting from " + saved.string()));
+  REQUIRE(unsetenv("MQ_DATA") == 0);
   fs::remove_all(root);
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "meta/quantized_layers.h"
+#include "meta/trainers.h"
 #include "meta/run/training_run.h"
 #include "models/zoo.h"
 #include "op_test.h"
@@ -156,4 +157,61 @@ TEST_CASE("zoo: a short MetaQuant run of each model on synthetic data", "[models
                      "checkpoint.mqck"));
   }
   fs::remove_all(root);
+}
+
+namespace {
+// A user model that makes its layers itself instead of asking the factory: never quantized.
+class OwnLayers : public Model {
+ public:
+  explicit OwnLayers(int64_t fc_in) {
+    conv = register_module("conv", std::make_unique<Conv2d>(3, 4, 3, 1, 1));
+    fc = register_module("fc", std::make_unique<Linear>(fc_in, 10));
+  }
+  Tensor forward(const Tensor& x) override {
+    Tensor h = relu(conv->forward(x));
+    return fc->forward(h.reshape({h.size(0), -1}));
+  }
+  Conv2d* conv;
+  Linear* fc;
+};
+}  // namespace
+
+TEST_CASE("zoo: a user model's mistakes get errors naming the layer or tensor", "[models]") {
+  // No quantized layer: MetaQuant refuses, and so does a quantize run.
+  OwnLayers own(4 * 8 * 8);
+  MetaNet meta({MetaKind::multi_fc, 4, 3, MetaAct::none}, 1);
+  CHECK_THROWS_WITH(MetaQuantTrainer(own, meta), Catch::Contains("no quantized layer"));
+  register_model("test-own-layers", "no factory", [](const ModelArgs&) {
+    return std::make_unique<OwnLayers>(4 * 32 * 32);
+  });
+  RunSettings s;
+  s.model = "test-own-layers";
+  s.dataset = "synthetic:16";
+  s.quantized = true;
+  s.results = (fs::temp_directory_path() / ("mq_test_zoo_own_" + std::to_string(getpid()))).string();
+  CHECK_THROWS_WITH(run_training(s, 0), Catch::Contains("--model test-own-layers: the model has "
+                                                        "no quantized layer"));
+  fs::remove_all(s.results);
+
+  // A layer whose shape does not fit its input: the message names the layer.
+  NoGradGuard ng;
+  CHECK_THROWS_WITH(own.forward(test::randn({2, 3, 16, 16}, 1, DType::f32)),
+                    Catch::Contains("layer 'fc' (Linear 256 -> 10 features): expected input "
+                                    "[N, 256]"));
+  CHECK_THROWS_WITH(own.forward(test::randn({2, 1, 8, 8}, 1, DType::f32)),
+                    Catch::Contains("layer 'conv' (Conv2d 3 -> 4 channels"));
+  auto mobile = make_model("mobilenetv2", {}, 0);
+  CHECK_THROWS_WITH(mobile->forward(test::randn({1, 1, 32, 32}, 1, DType::f32)),
+                    Catch::Contains("layer 'conv1' (Conv2d 3 -> 32 channels"));
+
+  // A state_dict that misses, adds or misshapes a tensor: named.
+  TensorMap state;
+  for (const auto& [name, t] : own.state_dict()) state[name] = t.clone();
+  TensorMap missing = state, extra = state, misshaped = state;
+  missing.erase("fc.bias");
+  extra["fc.scale"] = Tensor::zeros({10});
+  misshaped["conv.weight"] = Tensor::zeros({4, 3, 5, 5});
+  CHECK_THROWS_WITH(own.load_state_dict(missing), Catch::Contains("missing keys: fc.bias"));
+  CHECK_THROWS_WITH(own.load_state_dict(extra), Catch::Contains("unexpected keys: fc.scale"));
+  CHECK_THROWS_WITH(own.load_state_dict(misshaped), Catch::Contains("'conv.weight' has shape"));
 }

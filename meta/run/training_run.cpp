@@ -227,8 +227,9 @@ void validate_run_settings(const RunSettings& s) {
 
 void check_run_paths(const RunSettings& s) {
   if (!s.pretrained.empty() && !s.resume) check_pretrained_exists(s.pretrained);
-  if (!s.save_dir.empty()) check_output_directory("--save", s.save_dir);
+  // --results first: the default --save lies inside it.
   check_output_directory("--results", s.results);
+  if (!s.save_dir.empty()) check_output_directory("--save", s.save_dir);
 }
 
 RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks) {
@@ -256,6 +257,10 @@ RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks) {
                            .height = train_set.height, .width = train_set.width,
                            .layers = &factory}, seed);
   Model& model = *built;
+  MQ_CHECK(!s.quantized || !quantized_layers(model).empty(),
+           "--model {}: the model has no quantized layer, so quantize would train it in full "
+           "precision; its builder must make its convs and linears with the LayerFactory of "
+           "ModelArgs (docs/custom-models.md)", s.model);
   if (!s.pretrained.empty() && !s.resume) model.load_state_dict(load_model_state(s.pretrained), true);
 
   // Only now, with data and model ready, the run directory: claimed (a new one) and locked.
@@ -385,6 +390,19 @@ TrialSummary summarize_trials(const std::vector<RunResult>& results) {
   std::tie(t.best_mean, t.best_var) = mean_var(best);
   std::tie(t.last10_mean, t.last10_var) = mean_var(last10);
   return t;
+}
+
+std::string default_pretrained_base(const RunSettings& s) {
+  const std::string name = s.model + "-" + s.dataset;
+  return (std::filesystem::path(s.results) / name / (name + "-pretrain")).string();
+}
+
+std::string default_pretrained_state(const RunSettings& s) {
+  std::error_code ec;
+  const std::string base = default_pretrained_base(s);
+  if (std::filesystem::is_regular_file(base + ".pth", ec)) return base + ".pth";
+  if (std::filesystem::is_directory(base, ec)) return base;
+  return "";
 }
 
 double evaluate_saved_model(const RunSettings& s, size_t* images) {

@@ -80,6 +80,14 @@ struct TrialSummary {
 };
 TrialSummary summarize_trials(const std::vector<RunResult>& results);
 
+// The reference's place for a pretrained model, without extension:
+// <results>/<model>-<dataset>/<model>-<dataset>-pretrain. `pretrain` saves there (a .npy
+// directory) when given no --save; `quantize` without --pretrained starts from <that>.pth (the
+// reference's file) or <that>/ when one exists (default_pretrained_state), else from random
+// weights.
+std::string default_pretrained_base(const RunSettings& settings);
+std::string default_pretrained_state(const RunSettings& settings);  // "" when there is none
+
 // Test accuracy (percent) of the state at settings.pretrained, quantized or not.
 double evaluate_saved_model(const RunSettings& settings, size_t* images = nullptr);
 

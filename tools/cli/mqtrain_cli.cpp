@@ -71,6 +71,17 @@ void add_training(CLI::App& cmd, MqtrainCommand& c) {
 }
 
 int run_trials(RunSettings o, int threads, const RunHooks& extra) {
+  // The reference's defaults: pretrain saves where quantize looks for a pretrained model.
+  if (!o.quantized && o.save_dir.empty()) o.save_dir = default_pretrained_base(o);
+  if (o.quantized && o.pretrained.empty() && !o.resume) {
+    o.pretrained = default_pretrained_state(o);
+    if (o.pretrained.empty())
+      std::printf("no --pretrained, and no pretrained state at %s(.pth): starting from random "
+                  "weights\n", default_pretrained_base(o).c_str());
+    else
+      std::printf("no --pretrained: starting from %s (where pretrain saves by default)\n",
+                  o.pretrained.c_str());
+  }
   if (threads > 0) set_num_threads(threads);
   std::unique_ptr<Progress> bar;
   RunHooks hooks;
@@ -133,7 +144,8 @@ MqtrainCommand parse_mqtrain_args(const std::vector<std::string>& args, std::ost
   auto* pretrain = app.add_subcommand("pretrain", "train a full-precision model");
   add_common(*pretrain, c);
   add_training(*pretrain, c);
-  pretrain->add_option("--save", o.save_dir, "directory for the final model state (.npy files)");
+  pretrain->add_option("--save", o.save_dir, "directory for the final model state (.npy files; "
+                       "default RESULTS/<model>-<dataset>/<model>-<dataset>-pretrain)");
 
   // -q and -bw from the quantizer table (kernels/quantize/quantizer_table.h).
   const std::string quantizer_help = kernels::quantizer_names("|") + " (-q)";
