@@ -1,4 +1,4 @@
-// Whole-step benchmark: ResNet20-CIFAR full-precision training step (SGD, mean cross-entropy)
+// Whole-step benchmark: a zoo model's (ResNet20 by default) training step (SGD, mean cross-entropy)
 // and eval forward, at a given batch and thread count, on CPU or CUDA. Prints a table or one
 // JSON line (--json) with ms/step, images/s and peak memory; run_resnet_step.sh puts it beside
 // PyTorch's number for the same step.
@@ -16,7 +16,7 @@
 #include "engine/optim/optimizer.h"
 #include "engine/parallel.h"
 #include "meta/trainers.h"
-#include "models/resnet_cifar.h"
+#include "models/zoo.h"
 
 using namespace mq;
 
@@ -43,7 +43,9 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "CPU threads")->check(CLI::Range(1, 256));
   app.add_option("--steps", steps, "timed steps")->check(CLI::Range(1, 100000));
   app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::Range(0, 1000));
-  app.add_option("--depth", depth, "ResNet depth (20, 32, 44, 56, 110)");
+  app.add_option("--depth", depth, "ResNet depth (20, 32, 44, 56, 110, 164)");
+  std::string model_name;
+  app.add_option("--model", model_name, "any model of the zoo (models/zoo.h; default resnet<depth>)");
   app.add_option("--device", device_name, "cpu, cuda, cuda:N or auto");
   app.add_flag("--json", json, "print one JSON line");
   app.add_option("--mode", mode,
@@ -63,9 +65,11 @@ int main(int argc, char** argv) {
              "--mode '{}': expected fp, ste, MultiFC, FC-Grad or LSTMFC", mode);
     QuantizedLayerFactory qfactory({Quantizer::dorefa, 1});
     bool quantized = mode != "fp";
-    ResNetCifar model(depth, 10, 3, /*seed=*/0,
-                      quantized ? static_cast<const LayerFactory&>(qfactory)
-                                : default_layer_factory());
+    if (model_name.empty()) model_name = "resnet" + std::to_string(depth);
+    const std::unique_ptr<Model> built = make_model(
+        model_name, {.layers = quantized ? static_cast<const LayerFactory*>(&qfactory)
+                                         : &default_layer_factory()}, /*seed=*/0);
+    Model& model = *built;
     model.to(device);
     SGD opt(model.parameters(), 1e-3);
     std::unique_ptr<MetaNet> meta;
