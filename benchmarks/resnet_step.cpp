@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
         {"impl", "mq"},
         {"mode", mode},
         {"device", device.str()},
-        {"depth", depth},
+        {"model", model_name},
         {"batch", batch},
         {"threads", threads},
         {"train_ms", t_ms},
@@ -171,7 +171,7 @@ int main(int argc, char** argv) {
     if (json) {
       std::printf("%s\n", out.dump().c_str());
     } else {
-      std::printf("mq ResNet%d (%s) on %s, batch %d, %d threads\n", depth, mode.c_str(),
+      std::printf("mq %s (%s) on %s, batch %d, %d threads\n", model_name.c_str(), mode.c_str(),
                   device.str().c_str(), batch, threads);
       std::printf("  train: %8.1f ms/step  %8.1f images/s\n", t_ms, batch / t_ms * 1e3);
       std::printf("  eval : %8.1f ms/step  %8.1f images/s\n", e_ms, batch / e_ms * 1e3);
