@@ -202,13 +202,16 @@ void add_conv_cases(OpRegistry& r) {
   };
   for (const Geometry& g : shapes) add_conv2d(r, g, 11, 1.0, true);
   // Grouped: 2 and 3 groups, depthwise (groups == channels) with 1 and 2 filters per channel,
-  // strided and padded; MobileNetV2's depthwise 3x3 at a small batch.
+  // strided and padded, a 2x3 kernel; MobileNetV2's depthwise 3x3 at a small batch. One filter
+  // per channel takes the direct loops of engine/cpu/conv_depthwise.cpp.
   for (const Geometry& g : std::vector<Geometry>{{2, 4, 6, 6, 6, 3, 3, 1, 1, 2},
                                                  {1, 6, 7, 5, 3, 3, 3, 2, 1, 3},
                                                  {2, 4, 6, 5, 4, 3, 3, 1, 1, 4},
                                                  {2, 3, 5, 5, 6, 3, 3, 2, 1, 3},
                                                  {2, 4, 6, 6, 4, 1, 1, 1, 0, 2},
-                                                 {4, 32, 16, 16, 32, 3, 3, 1, 1, 32}})
+                                                 {4, 32, 16, 16, 32, 3, 3, 1, 1, 32},
+                                                 {2, 5, 7, 6, 5, 3, 3, 2, 1, 5},
+                                                 {1, 3, 6, 7, 3, 2, 3, 2, 0, 3}})
     add_conv2d(r, g, 41, 0.5, true);
   // With a bias (plain, grouped, 1x1), against the loops plus b[k]; its gradient the sum of gy
   // over n, p, q.

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/backend.h"
+#include "engine/cpu/conv_depthwise.h"
 #include "engine/dispatch.h"
 
 namespace mq::cpu {
@@ -66,6 +67,7 @@ Conv2dParams ungrouped(Conv2dParams p) {
 }  // namespace
 
 void conv2d_grouped_forward(const Tensor& x, const Tensor& w, Tensor& y, Conv2dParams p) {
+  if (is_depthwise(x, w, p)) return conv2d_depthwise_forward(x, w, y, p);
   const int64_t cg = x.size(1) / p.groups, kg = w.size(0) / p.groups;
   for (int64_t g = 0; g < p.groups; ++g) {
     Tensor yg = Tensor::empty({y.size(0), kg, y.size(2), y.size(3)}, y.dtype(), y.device());
@@ -76,6 +78,7 @@ void conv2d_grouped_forward(const Tensor& x, const Tensor& w, Tensor& y, Conv2dP
 }
 
 void conv2d_grouped_backward_input(const Tensor& gy, const Tensor& w, Tensor& gx, Conv2dParams p) {
+  if (is_depthwise(gx, w, p)) return conv2d_depthwise_backward_input(gy, w, gx, p);
   const int64_t cg = gx.size(1) / p.groups, kg = w.size(0) / p.groups;
   for (int64_t g = 0; g < p.groups; ++g) {
     Tensor gxg = Tensor::empty({gx.size(0), cg, gx.size(2), gx.size(3)}, gx.dtype(), gx.device());
@@ -87,6 +90,7 @@ void conv2d_grouped_backward_input(const Tensor& gy, const Tensor& w, Tensor& gx
 
 void conv2d_grouped_backward_weight(const Tensor& gy, const Tensor& x, Tensor& gw,
                                     Conv2dParams p) {
+  if (is_depthwise(x, gw, p)) return conv2d_depthwise_backward_weight(gy, x, gw, p);
   const int64_t cg = x.size(1) / p.groups, kg = gw.size(0) / p.groups;
   for (int64_t g = 0; g < p.groups; ++g) {
     Tensor gwg = Tensor::empty({kg, cg, gw.size(2), gw.size(3)}, gw.dtype(), gw.device());

@@ -1,7 +1,8 @@
 #pragma once
 // Grouped convolutions on the CPU (Conv2dParams::groups > 1): each group is an ordinary
 // convolution of its channel slices, run through the ungrouped kernels of engine/cpu/conv.cpp on
-// contiguous copies of the slices. Called by those kernels' entry points; same contracts.
+// contiguous copies of the slices; depthwise convs (one channel per group) take the direct loops
+// of conv_depthwise.h. Called by those kernels' entry points; same contracts.
 #include "engine/ops.h"
 
 namespace mq::cpu {
