@@ -15,41 +15,18 @@
 #include "engine/io/file.h"
 #include "meta/run/run_checkpoint.h"
 #include "test_data_util.h"
+#include "tool_runs.h"
 
 using namespace mq;
 namespace fs = std::filesystem;
 
 namespace {
 
-fs::path fresh_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("mq_test_resume_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+fs::path fresh_dir(const std::string& name) { return test::fresh_dir("resume", name); }
 
-std::string slurp(const fs::path& p) { return read_file(p.string(), "test output"); }
-
-struct Exit {
-  int code = -1;    // exit status when it exited
-  int signal = 0;   // the signal that ended it, if any
-  std::string output;
-};
-
-// Runs mqtrain with `args` (output captured), or with a `fault` (kill@N, nan@N) mqtrain_faults.
-Exit mqtrain(const fs::path& dir, const std::string& args, const std::string& fault = "") {
-  const fs::path out = dir / "output.txt";
-  const std::string tool =
-      fault.empty() ? std::string(MQ_MQTRAIN) : std::string(MQ_MQTRAIN_FAULTS) + " " + fault;
-  std::string cmd = tool + " " + args + " > " + out.string() + " 2>&1";
-  int status = std::system(cmd.c_str());
-  Exit e;
-  if (WIFSIGNALED(status)) e.signal = WTERMSIG(status);  // the shell exec'd mqtrain
-  if (WIFEXITED(status)) e.code = WEXITSTATUS(status);
-  // Or /bin/sh waited for it and reports a child killed by signal s as 128 + s.
-  if (e.code > 128) e.signal = e.code - 128;
-  e.output = slurp(out);
-  return e;
+// mqtrain ARGS, or with a `fault` (kill@N, nan@N) mqtrain_faults (tests/tool_runs.h).
+test::Exit train(const fs::path& dir, const std::string& args, const std::string& fault = "") {
+  return fault.empty() ? test::mqtrain(dir, args) : test::mqtrain_faults(dir, fault, args);
 }
 
 fs::path run_dir(const fs::path& results, const std::string& dataset, const std::string& run) {
@@ -72,7 +49,7 @@ void require_same_run(const fs::path& a, const fs::path& b) {
   CHECK(ca.meta["progress"] == cb.meta["progress"]);
   for (const char* log : {"loss.txt", "train-acc.txt", "lr.txt", "test-acc.txt"}) {
     INFO(log);
-    CHECK(slurp(a / log) == slurp(b / log));
+    CHECK(test::slurp(a / log) == test::slurp(b / log));
   }
 }
 
@@ -99,11 +76,11 @@ TEST_CASE("mqtrain killed mid-epoch resumes to exactly the uninterrupted run", "
   const fs::path root = fresh_dir(name);
   const fs::path whole = root / "whole", killed = root / "killed";
 
-  Exit a = mqtrain(root, args + " --results " + whole.string());
+  test::Exit a = train(root, args + " --results " + whole.string());
   INFO(a.output);
   REQUIRE(a.code == 0);
 
-  Exit b = mqtrain(root, args + " --results " + killed.string(), "kill@10");
+  test::Exit b = train(root, args + " --results " + killed.string(), "kill@10");
   INFO(b.output);
   REQUIRE(b.signal == SIGKILL);
   const fs::path dir = run_dir(killed, "synthetic:200", "r");
@@ -112,14 +89,14 @@ TEST_CASE("mqtrain killed mid-epoch resumes to exactly the uninterrupted run", "
   CHECK(p.iterations == 7);
   CHECK_FALSE(p.finished);
 
-  Exit c = mqtrain(root, args + " --results " + killed.string() + " --resume");
+  test::Exit c = train(root, args + " --results " + killed.string() + " --resume");
   INFO(c.output);
   REQUIRE(c.code == 0);
   CHECK(c.output.find("resuming") != std::string::npos);
   require_same_run(run_dir(whole, "synthetic:200", "r"), dir);
 
   // Resuming the finished run does no more work; more epochs continue it.
-  Exit d = mqtrain(root, args + " --results " + killed.string() + " --resume");
+  test::Exit d = train(root, args + " --results " + killed.string() + " --resume");
   CHECK(d.code == 0);
   CHECK(d.output.find("already complete") != std::string::npos);
   fs::remove_all(root);
@@ -128,7 +105,7 @@ TEST_CASE("mqtrain killed mid-epoch resumes to exactly the uninterrupted run", "
 TEST_CASE("mqtrain stops on a NaN loss and keeps the last good checkpoint", "[resume][slow]") {
   const fs::path root = fresh_dir("nan");
   const std::string args = "pretrain -lr 0.05 -o SGD-M" + kCommon + " --results " + root.string();
-  Exit e = mqtrain(root, args, "nan@10");  // weights become NaN in epoch 2
+  test::Exit e = train(root, args, "nan@10");  // weights become NaN in epoch 2
   INFO(e.output);
   CHECK(e.code == 1);
   CHECK(e.output.find("training diverged: loss is nan") != std::string::npos);
@@ -147,7 +124,7 @@ TEST_CASE("mqtrain stops on a NaN loss and keeps the last good checkpoint", "[re
     CHECK(finite);
   }
   // The kept checkpoint resumes (no fault this time) and finishes.
-  Exit r = mqtrain(root, args + " --resume");
+  test::Exit r = train(root, args + " --resume");
   INFO(r.output);
   CHECK(r.code == 0);
   CHECK(read_run_progress(path).epochs_done == 3);
@@ -158,18 +135,18 @@ TEST_CASE("mqtrain --resume refuses other settings and missing runs", "[resume]"
   const fs::path root = fresh_dir("mismatch");
   const std::string base = " -m resnet8 -d synthetic:64 -n 1 -bs 32 --threads 1 --device cpu "
                            "--run r --results " + root.string();
-  Exit none = mqtrain(root, "pretrain -o SGD" + base + " --resume");
+  test::Exit none = train(root, "pretrain -o SGD" + base + " --resume");
   CHECK(none.code == 1);
   CHECK(none.output.find("no earlier run") != std::string::npos);
 
-  REQUIRE(mqtrain(root, "pretrain -o SGD" + base).code == 0);
-  Exit other = mqtrain(root, "pretrain -o Adam" + base + " --resume");
+  REQUIRE(train(root, "pretrain -o SGD" + base).code == 0);
+  test::Exit other = train(root, "pretrain -o Adam" + base + " --resume");
   CHECK(other.code == 1);
   CHECK(other.output.find("optimizer") != std::string::npos);
   CHECK(other.output.find("cannot resume") != std::string::npos);
 
   // A new run never overwrites an earlier one: it takes the next free directory.
-  REQUIRE(mqtrain(root, "pretrain -o SGD" + base).code == 0);
+  REQUIRE(train(root, "pretrain -o SGD" + base).code == 0);
   CHECK(fs::exists(run_dir(root, "synthetic:64", "r-2") / kRunCheckpointName));
   fs::remove_all(root);
 }
