@@ -7,6 +7,7 @@
 // and a bias (QLinear's, a biased QConv2d's) bm = b - lr * sg(b.grad). Each layer keeps, from its last forward, W~ (the
 // meta input), W^ (grad retained: g_W^ is the other meta input), c and the spec.
 #include <memory>
+#include <string_view>
 
 #include "meta/meta_op.h"
 #include "models/model.h"
@@ -74,6 +75,11 @@ struct QuantLayerRef {
   QuantState* q;
 };
 std::vector<QuantLayerRef> quantized_layers(Module& model);
+
+// The reference's quantized layers register a weight that is its own W~ (BWN without a meta
+// update) a second time, as `<layer>` + this suffix: its state_dicts carry the weight twice
+// (docs/metaquant.md §11.1). The golden replay compares it; `--pretrained` drops it.
+inline constexpr std::string_view kReferenceWeightAlias = ".pre_quantized_weight";
 
 // The metaquant weight op: value W - lr*(cG + (W.grad - cG)) computed as written (so it rounds
 // like the reference), gradient identity into W; into the meta gradient it writes

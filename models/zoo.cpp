@@ -1,10 +1,10 @@
 #include "models/zoo.h"
 
 #include <algorithm>
-#include <cctype>
 #include <map>
 #include <mutex>
 
+#include "kernels/base/text.h"
 #include "models/mobilenet_v2.h"
 #include "models/resnet_cifar.h"
 #include "models/vgg_small.h"
@@ -16,11 +16,6 @@ struct Entry {
   std::string summary;
   ModelBuilder build;
 };
-
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
 
 // mq's own models, registered on first use of the zoo.
 void add_builtin(std::map<std::string, Entry>& zoo) {
@@ -78,7 +73,7 @@ std::string list_names() {
 }
 
 const Entry& find(const std::string& name) {
-  auto it = zoo().find(lower(name));
+  auto it = zoo().find(ascii_lower(name));
   if (it == zoo().end())
     fail("unknown model '{}': choose one of {}", name, list_names());
   return it->second;
@@ -125,7 +120,7 @@ std::unique_ptr<Model> make_model(const std::string& name, const ModelArgs& args
 
 bool has_model(const std::string& name) {
   std::lock_guard lock(zoo_mutex());
-  return zoo().count(lower(name)) > 0;
+  return zoo().count(ascii_lower(name)) > 0;
 }
 
 std::vector<std::string> model_names() {

@@ -83,31 +83,36 @@ bool is_depthwise(const Tensor& x, const Tensor& w, Conv2dParams p) {
   return p.groups > 1 && x.size(1) == p.groups && w.size(0) == p.groups && w.size(1) == 1;
 }
 
-// Planes (image, channel) are handed to the threads in chunks as they come free.
+// body(i, c) for every plane i = image * c + channel; planes are handed to the threads in chunks
+// as they come free.
+template <class Body>
+void each_plane(int64_t n, int64_t c, Body&& body) {
+#pragma omp parallel for schedule(dynamic, 16) if (n * c > 16)
+  for (int64_t i = 0; i < n * c; ++i) body(i, i % c);
+}
+
 void conv2d_depthwise_forward(const Tensor& x, const Tensor& w, Tensor& y, Conv2dParams p) {
   const Plane g = plane_of(x, w, y, p);
-  const int64_t n = x.size(0), c = x.size(1), rs = g.r * g.s;
   dispatch_floating(x.dtype(), "conv2d (depthwise)", [&](auto tag) {
     using T = decltype(tag);
     const T *xp = x.data<T>(), *wp = w.data<T>();
     T* yp = y.data<T>();
-#pragma omp parallel for schedule(dynamic, 16) if (n * c > 16)
-    for (int64_t i = 0; i < n * c; ++i)
-      forward_plane(xp + i * g.h * g.w, wp + (i % c) * rs, yp + i * g.p * g.q, g);
+    each_plane(x.size(0), x.size(1), [&](int64_t i, int64_t ch) {
+      forward_plane(xp + i * g.h * g.w, wp + ch * g.r * g.s, yp + i * g.p * g.q, g);
+    });
   });
 }
 
 void conv2d_depthwise_backward_input(const Tensor& gy, const Tensor& w, Tensor& gx,
                                      Conv2dParams p) {
   const Plane g = plane_of(gx, w, gy, p);
-  const int64_t n = gx.size(0), c = gx.size(1), rs = g.r * g.s;
   dispatch_floating(gy.dtype(), "conv2d_backward_input (depthwise)", [&](auto tag) {
     using T = decltype(tag);
     const T *gyp = gy.data<T>(), *wp = w.data<T>();
     T* gxp = gx.data<T>();
-#pragma omp parallel for schedule(dynamic, 16) if (n * c > 16)
-    for (int64_t i = 0; i < n * c; ++i)
-      backward_input_plane(gyp + i * g.p * g.q, wp + (i % c) * rs, gxp + i * g.h * g.w, g);
+    each_plane(gx.size(0), gx.size(1), [&](int64_t i, int64_t ch) {
+      backward_input_plane(gyp + i * g.p * g.q, wp + ch * g.r * g.s, gxp + i * g.h * g.w, g);
+    });
   });
 }
 

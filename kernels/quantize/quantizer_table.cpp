@@ -4,14 +4,11 @@
 #include <algorithm>
 #include <cctype>
 
+#include "kernels/base/text.h"
+
 namespace mq::kernels {
 namespace {
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
+std::string lower(std::string_view s) { return ascii_lower(s); }
 
 bool is_alias(std::string_view aliases, std::string_view name) {
   while (!aliases.empty()) {

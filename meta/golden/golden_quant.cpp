@@ -99,11 +99,10 @@ Verdict verify_quant(const Set& set, const Case& c) {
   const Rule rule = adam ? Rule::final_adam : Rule::final_sgd;
   const char* rule_name = final_rule_name(adam);
   auto expected = set.load(c, "final.");
-  // The reference's quirk (docs/metaquant.md §11.2): where W~ is the weight itself, its
-  // state_dict holds the weight twice, the second time as `<layer>.pre_quantized_weight`. A set
+  // The reference's second name of a weight that is its own W~ (kReferenceWeightAlias): a set
   // that recorded it is compared with the weight; one that did not has no such file.
   for (const auto& layer : r.aliased_layers) {
-    const std::string alias = layer + ".pre_quantized_weight";
+    const std::string alias = layer + std::string(kReferenceWeightAlias);
     if (expected.count(alias)) r.final_state[alias] = r.final_state.at(layer + ".weight");
   }
   Report fin = compare_state(r.final_state, expected, rule);

@@ -13,6 +13,7 @@
 #include "engine/io/file.h"
 #include "engine/io/npy.h"
 #include "engine/optim/optimizer.h"
+#include "kernels/base/text.h"
 #include "kernels/quantize/quantizer_table.h"
 #include "meta/golden/golden.h"
 #include "meta/run/training_run.h"
@@ -307,9 +308,9 @@ void check_files(const Set& set, const Case& c, const std::string& prefix,
              shape_str(shape));
   }
   for (const auto& [name, t] : files) {
-    // `<layer>.pre_quantized_weight`: the reference's second name of a weight that is its own
-    // W~ (golden_quant.cpp); optional, shaped like the weight, quantized cases only.
-    const std::string suffix = ".pre_quantized_weight";
+    // The reference's second name of a weight (kReferenceWeightAlias): optional, shaped like
+    // the weight, quantized cases only.
+    const std::string_view suffix = kReferenceWeightAlias;
     if (c.mode != "fp" && name.size() > suffix.size() && name.ends_with(suffix)) {
       const std::string weight = prefix + name.substr(0, name.size() - suffix.size()) + ".weight";
       auto w = expected.find(weight);
@@ -337,9 +338,7 @@ std::string golden_model_name(const std::string& text) {
          (std::isalnum(static_cast<unsigned char>(text[end])) || text[end] == '-' ||
           text[end] == '_'))
     ++end;
-  std::string name = text.substr(0, end);
-  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return name;
+  return ascii_lower(text.substr(0, end));
 }
 
 std::unique_ptr<Model> make_golden_model(const Set& set, const LayerFactory& layers) {

@@ -71,11 +71,10 @@ std::string run_dir_name(const RunSettings& s, const QuantSpec& spec, uint64_t s
 }  // namespace
 
 namespace {
-// The reference's quantized layers register a BWN weight a second time as
-// `<layer>.pre_quantized_weight` (docs/metaquant.md §11.2); its states carry both. The copy is
-// the weight itself, so it is dropped rather than refused as an unexpected key.
+// The reference's second name of a weight (kReferenceWeightAlias) holds the weight itself, so it
+// is dropped rather than refused as an unexpected key.
 TensorMap without_weight_aliases(TensorMap state) {
-  const std::string suffix = ".pre_quantized_weight";
+  const std::string_view suffix = kReferenceWeightAlias;
   for (auto it = state.begin(); it != state.end();) {
     const std::string& key = it->first;
     auto weight = key.ends_with(suffix)

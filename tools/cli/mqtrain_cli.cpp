@@ -3,6 +3,7 @@
 // accepted beside the long names.
 #include "tools/cli/mqtrain_cli.h"
 
+#include "kernels/base/text.h"
 #include "models/zoo.h"
 
 #include <CLI/CLI.hpp>
@@ -199,11 +200,8 @@ MqtrainCommand parse_mqtrain_args(const std::vector<std::string>& args, std::ost
   }
   // Model and dataset names are case-insensitive (the reference's spellings: -m ResNet20
   // -d CIFAR10); runs are filed under the lower-case name.
-  auto lower = [](std::string& name) {
-    for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  };
-  lower(o.model);
-  lower(o.dataset);
+  o.model = ascii_lower(o.model);
+  o.dataset = ascii_lower(o.dataset);
   CLI::App* run = *pretrain ? pretrain : *quantize ? quantize : nullptr;
   if (run) {
     c.command = run == pretrain ? Command::pretrain : Command::quantize;
