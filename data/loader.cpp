@@ -24,6 +24,8 @@ DataLoader::DataLoader(const Dataset& data, LoaderOptions options)
   batches_ = options_.drop_last ? n / options_.batch : (n + options_.batch - 1) / options_.batch;
   MQ_CHECK(batches_ > 0, "DataLoader: drop_last with batch {} > {} samples leaves no batch",
            options_.batch, n);
+  MQ_CHECK(options_.parts >= 1 && options_.part >= 0 && options_.part < options_.parts,
+           "DataLoader: part {} of {} parts", options_.part, options_.parts);
   if (options_.prefetch == 0) options_.prefetch = 1;
   if (options_.background) worker_ = std::thread([this] { worker_loop(); });
 }
@@ -49,14 +51,18 @@ std::shared_ptr<const std::vector<size_t>> DataLoader::make_order(int epoch) con
 
 Batch DataLoader::build(const std::vector<size_t>& order, int epoch, size_t b) const {
   const Dataset& d = *data_;
-  const size_t begin = b * options_.batch;
-  const size_t end = std::min(begin + options_.batch, order.size());
+  const size_t whole_begin = b * options_.batch;
+  const size_t whole = std::min(whole_begin + options_.batch, order.size()) - whole_begin;
+  const size_t parts = static_cast<size_t>(options_.parts), part = static_cast<size_t>(options_.part);
+  const size_t begin = whole_begin + whole * part / parts;
+  const size_t end = whole_begin + whole * (part + 1) / parts;
   const size_t n = end - begin;
   const size_t bytes = d.image_bytes();
   const size_t plane = static_cast<size_t>(d.height) * d.width;
   Batch batch;
   batch.index = b;
   batch.epoch = epoch;
+  batch.global_size = whole;
   batch.indices.assign(order.begin() + begin, order.begin() + end);
   std::tie(batch.images, batch.labels) = acquire(n);
   float* images = batch.images.data<float>();

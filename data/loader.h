@@ -43,12 +43,17 @@ struct LoaderOptions {
   bool drop_last = false;       // drop the last partial batch instead of keeping it
   bool background = true;       // prepare batches on a worker thread
   size_t prefetch = 1;          // batches prepared ahead (1 = double buffering)
+  // Data parallel (meta/data_parallel.h): only part `part` of `parts` equal parts of every
+  // batch, rows [floor(part n / parts), floor((part + 1) n / parts)) of its n images, is built;
+  // the images themselves (order, augmentation) are those of the whole batch.
+  int part = 0, parts = 1;
 };
 
 struct Batch {
   Tensor images;                // f32 [n, C, H, W]
   Tensor labels;                // i64 [n]
   std::vector<size_t> indices;  // dataset index of each sample
+  size_t global_size = 0;       // images in the whole batch, of which this is a part
   size_t index = 0;             // batch number within the epoch
   int epoch = 0;
   size_t size() const { return indices.size(); }

@@ -243,4 +243,17 @@ void check_dim(const Tensor& t, int64_t dim, const char* op, const char* arg) {
            t.describe());
 }
 
+Tensor narrow_rows(const Tensor& t, int64_t begin, int64_t end) {
+  MQ_CHECK(t.defined() && t.dim() >= 1 && begin >= 0 && begin <= end && end <= t.size(0),
+           "narrow_rows: rows [{}, {}) of {}", begin, end, t.defined() ? t.describe() : "undefined");
+  const int64_t row = t.size(0) ? t.numel() / t.size(0) : 0;
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = t.impl().storage;
+  impl->offset = t.impl().offset + static_cast<size_t>(begin * row);
+  impl->shape = t.shape();
+  impl->shape[0] = end - begin;
+  impl->dtype = t.dtype();
+  return Tensor(impl);
+}
+
 }  // namespace mq

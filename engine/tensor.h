@@ -97,6 +97,9 @@ class Tensor {
   std::shared_ptr<TensorImpl> impl_;
 };
 
+// Rows [begin, end) of dim 0 as a view sharing storage (no history): a slice of a batch.
+Tensor narrow_rows(const Tensor& t, int64_t begin, int64_t end);
+
 // RAII scope in which ops record no autograd history (like torch.no_grad()).
 class NoGradGuard {
  public:

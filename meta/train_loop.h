@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "data/loader.h"
+#include "engine/dist/communicator.h"
 #include "models/model.h"
 
 namespace mq {
@@ -27,7 +28,9 @@ struct EpochResult {
   size_t images = 0;
 };
 
-// Accuracy (percent) in eval mode without history.
-double evaluate(Model& model, DataLoader& loader, Device device);
+// Accuracy (percent) in eval mode without history. With a communicator of several ranks, rank
+// r evaluates batches r, r + N, ... and the counts are summed over the ranks (every rank gets
+// the whole test set's accuracy, the same as one process computes).
+double evaluate(Model& model, DataLoader& loader, Device device, Communicator* comm = nullptr);
 
 }  // namespace mq

@@ -33,7 +33,76 @@ Tensor restore_like(const TensorMap& in, const std::string& key, const Tensor& l
   return t.to(like.device()).clone();
 }
 
+// One slice of a step's batch (meta/data_parallel.h) and its share of the global batch.
+struct Slice {
+  Tensor x, y;
+  double weight = 1;
+};
+
+std::vector<Slice> slices_of(const Tensor& x, const Tensor& y, int64_t global,
+                             const DataParallel& p) {
+  MQ_CHECK(x.dim() >= 1 && y.dim() == 1 && x.size(0) == y.size(0),
+           "training step: images {} and labels {} do not match", x.describe(), y.describe());
+  if (p.slices() == 1) {
+    MQ_CHECK(global == 0 || global == x.size(0),
+             "training step: a batch of {} images is not the global batch of {}", x.size(0), global);
+    return {{x, y, 1.0}};
+  }
+  MQ_CHECK(global > 0 || p.ranks() == 1,
+           "training step: with {} ranks the step needs the global batch size", p.ranks());
+  const int64_t n = global > 0 ? global : x.size(0);
+  const auto bounds = rank_slices(n, p);
+  MQ_CHECK(bounds.back().second == x.size(0),
+           "training step: rank {} of {} got {} images, but its part of a batch of {} is {}",
+           p.rank(), p.ranks(), x.size(0), n, bounds.back().second);
+  std::vector<Slice> out;
+  for (auto [b, e] : bounds) {
+    MQ_CHECK(e > b, "training step: a batch of {} images leaves slice {} of {} empty", n,
+             out.size(), p.slices());
+    out.push_back({narrow_rows(x, b, e), narrow_rows(y, b, e), double(e - b) / double(n)});
+  }
+  return out;
+}
+
+std::vector<Tensor> defined_grads(const std::vector<Tensor>& params) {
+  std::vector<Tensor> out;
+  for (const Tensor& p : params)
+    if (p.grad().defined()) out.push_back(p.grad());
+  return out;
+}
+
 }  // namespace
+
+// ---- data parallel ----
+void QuantTrainer::set_parallel(const DataParallel& parallel) {
+  MQ_CHECK(parallel.accumulate >= 1, "--accumulate {}: expected 1 or more", parallel.accumulate);
+  MQ_CHECK(parallel.check_every >= 0, "--check-sync {}: expected 0 or more", parallel.check_every);
+  parallel_ = parallel;
+  bn_sync_ = std::make_unique<BatchNormSync>(model());
+}
+
+void QuantTrainer::reduce_step(std::vector<Tensor> tensors, double& loss, int64_t& correct,
+                               int64_t step) {
+  for (const Tensor& t : bn_sync_->sums()) tensors.push_back(t);
+  if (parallel_.ranks() > 1) {
+    Tensor counts = Tensor::from_vector<double>({loss, double(correct)}, {2});
+    tensors.push_back(counts);
+    parallel_.comm->allreduce_sum(tensors);
+    const std::vector<double> v = counts.to_vector<double>();
+    loss = v[0];
+    correct = static_cast<int64_t>(v[1]);
+  }
+  bn_sync_->apply(parallel_.slices());
+  bn_sync_->defer(false);
+  MQ_CHECK(std::isfinite(loss),
+           "training diverged: loss is {} at iteration {}; lower the learning rate (-lr) or "
+           "check the input data", loss, step + 1);
+}
+
+void QuantTrainer::check_sync(const std::vector<Tensor>& params, int64_t steps_done) {
+  if (parallel_.check_every > 0 && parallel_.ranks() > 1 && steps_done % parallel_.check_every == 0)
+    check_replicas_agree(*parallel_.comm, checksum(params), steps_done);
+}
 
 // ---- STE ----
 SteTrainer::SteTrainer(Model& model, const std::string& optimizer, double lr)
@@ -41,15 +110,31 @@ SteTrainer::SteTrainer(Model& model, const std::string& optimizer, double lr)
   for (auto& l : quantized_layers(model_)) l.q->update = {};
 }
 
-StepOutput SteTrainer::step(const Tensor& x, const Tensor& y) {
+StepOutput SteTrainer::step(const Tensor& x, const Tensor& y, int64_t global) {
   model_.train();
   opt_->zero_grad();
-  Tensor logits = model_.forward(x);
-  Tensor loss = cross_entropy(logits, y);
-  StepOutput out{checked_loss(loss, t_), logits.detach()};
-  loss.backward();
+  const std::vector<Slice> slices = slices_of(x, y, global, parallel_);
+  const bool sliced = parallel_.slices() > 1;
+  StepOutput out;
+  if (sliced) bn_sync_->defer(true);
+  for (const Slice& s : slices) {
+    Tensor logits = model_.forward(s.x);
+    Tensor loss = cross_entropy(logits, s.y);
+    out.correct += count_correct(logits, s.y);
+    if (!sliced) {
+      out.loss = checked_loss(loss, t_);
+      out.logits = logits.detach();
+      loss.backward();
+    } else {
+      // The loss is checked once summed over the ranks: a rank alone must not stop.
+      out.loss += loss.item() * s.weight;
+      mul_scalar(loss, s.weight).backward();
+    }
+  }
+  if (sliced) reduce_step(defined_grads(model_.parameters()), out.loss, out.correct, t_);
   opt_->step();
   ++t_;
+  check_sync(model_.parameters(), t_);
   return out;
 }
 
@@ -95,46 +180,87 @@ void MetaQuantTrainer::set_lr(double lr) {
   opt_->set_lr(lr);
 }
 
-StepOutput MetaQuantTrainer::step(const Tensor& x, const Tensor& y) {
+StepOutput MetaQuantTrainer::step(const Tensor& x, const Tensor& y, int64_t global) {
   model_.train();
   // 1. zero the meta gradient.
   meta_.zero_grad();
-  // 2. t > 0: the meta gradient of every layer from the previous step's (g_W^, W~), in the
-  //    graph through phi. LSTMFC advances its (detached) state here.
-  std::optional<SplitGradient> split;
-  if (t_ > 0) {
-    LstmState next;
-    Tensor G = meta_gradient(meta_, g_all_, x_all_, state_, &next);
-    if (meta_.config().kind == MetaKind::lstm_fc) state_ = next;
-    split = split_gradient(G);
+  const std::vector<Slice> slices = slices_of(x, y, global, parallel_);
+  const bool sliced = parallel_.slices() > 1;
+  std::vector<Tensor> params = model_.parameters();
+  // Sliced: every slice's forward reads the previous step's direction (.grad), and the slices'
+  // gradients add up in `acc`.
+  std::vector<Tensor> prev, acc(params.size());
+  if (sliced) {
+    for (const Tensor& p : params) prev.push_back(p.grad());
+    bn_sync_->defer(true);
   }
-  for (size_t i = 0; i < layers_.size(); ++i)
-    layers_[i].q->update = split ? MetaUpdate{&*split, offsets_[i], opt_->lr()} : MetaUpdate{};
-  // 3. forward (Wm, W~ = A(Wm), W^ = Q(W~) in every quantized layer).
-  Tensor logits;
-  try {
-    logits = model_.forward(x);
-  } catch (...) {
-    for (auto& l : layers_) l.q->update = {};
-    throw;
-  }
-  for (auto& l : layers_) l.q->update = {};
-  // 4. zero the model's gradients, mean cross-entropy, backward.
-  Tensor loss = cross_entropy(logits, y);
-  StepOutput out{checked_loss(loss, t_), logits.detach()};
-  model_.zero_grad();
-  loss.backward();
-  // The next step's meta inputs, in fresh buffers (this step's meta backward read the old ones;
+  // The next step's meta inputs, in fresh buffers (this step's meta backward reads the old ones;
   // W~ shares W's storage for bwn at t = 0, so copy it before the update of step 6).
   Tensor g_next = Tensor::empty({rows_}, g_all_.dtype(), g_all_.device());
   Tensor x_next = Tensor::empty({rows_}, x_all_.dtype(), x_all_.device());
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    const QuantState& q = *layers_[i].q;
-    flat_view(x_next, offsets_[i], q.w_tilde.shape()).copy_(q.w_tilde);
-    Tensor dst = flat_view(g_next, offsets_[i], q.w_tilde.shape());
-    Tensor g = q.w_hat.grad();
-    if (g.defined()) dst.copy_(g);
-    else dst.zero_();
+  StepOutput out;
+  std::optional<SplitGradient> split;
+  LstmState next;
+  for (size_t j = 0; j < slices.size(); ++j) {
+    const Slice& s = slices[j];
+    // 2. t > 0: the meta gradient of every layer from the previous step's (g_W^, W~), in the
+    //    graph through phi (computed again for every slice, as a rank computes it).
+    split.reset();
+    if (t_ > 0) split = split_gradient(meta_gradient(meta_, g_all_, x_all_, state_, &next));
+    for (size_t i = 0; i < layers_.size(); ++i)
+      layers_[i].q->update = split ? MetaUpdate{&*split, offsets_[i], opt_->lr()} : MetaUpdate{};
+    if (sliced)
+      for (size_t i = 0; i < params.size(); ++i) params[i].set_grad(prev[i]);
+    // 3. forward (Wm, W~ = A(Wm), W^ = Q(W~) in every quantized layer).
+    Tensor logits;
+    try {
+      logits = model_.forward(s.x);
+    } catch (...) {
+      for (auto& l : layers_) l.q->update = {};
+      throw;
+    }
+    for (auto& l : layers_) l.q->update = {};
+    // 4. zero the model's gradients, mean cross-entropy, backward.
+    Tensor loss = cross_entropy(logits, s.y);
+    out.correct += count_correct(logits, s.y);
+    if (!sliced) {
+      out.loss = checked_loss(loss, t_);
+      out.logits = logits.detach();
+      model_.zero_grad();
+      loss.backward();
+    } else {
+      out.loss += loss.item() * s.weight;
+      for (size_t i = 0; i < params.size(); ++i) params[i].set_grad(acc[i]);
+      mul_scalar(loss, s.weight).backward();
+      for (size_t i = 0; i < params.size(); ++i) acc[i] = params[i].grad();
+    }
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      const QuantState& q = *layers_[i].q;
+      Tensor dst = flat_view(g_next, offsets_[i], q.w_tilde.shape());
+      const Tensor g = q.w_hat.grad();
+      if (j == 0) {
+        flat_view(x_next, offsets_[i], q.w_tilde.shape()).copy_(q.w_tilde);
+        if (g.defined()) dst.copy_(g);
+        else dst.zero_();
+      } else if (g.defined()) {
+        add_inplace(dst, g);
+      }
+    }
+  }
+  if (t_ > 0 && meta_.config().kind == MetaKind::lstm_fc) state_ = next;
+  if (sliced) {
+    // Summed over the ranks: the gradients the next lines read. A quantized weight's own
+    // gradient is replaced by c * G at t > 0, so it travels only at t = 0.
+    std::vector<Tensor> sums;
+    for (size_t i = 0; i < params.size(); ++i) {
+      const bool replaced = t_ > 0 && std::any_of(layers_.begin(), layers_.end(), [&](auto& l) {
+        return l.layer->weight.impl_ptr() == params[i].impl_ptr();
+      });
+      if (acc[i].defined() && !replaced) sums.push_back(acc[i]);
+    }
+    for (const Tensor& g : defined_grads(meta_.parameters())) sums.push_back(g);
+    sums.push_back(g_next);
+    reduce_step(std::move(sums), out.loss, out.correct, t_);
   }
   g_all_ = g_next;
   x_all_ = x_next;
@@ -155,6 +281,11 @@ StepOutput MetaQuantTrainer::step(const Tensor& x, const Tensor& y) {
   }
   for (auto& l : layers_) l.q->calib = Tensor();
   ++t_;
+  if (parallel_.check_every > 0) {
+    std::vector<Tensor> all = params;
+    for (const Tensor& p : meta_.parameters()) all.push_back(p);
+    check_sync(all, t_);
+  }
   return out;
 }
 
@@ -267,10 +398,11 @@ EpochResult train_epoch(QuantTrainer& trainer, DataLoader& loader, Device device
   BatchUploader images(device), labels(device);
   for (Batch batch; loader.next(batch); ++b) {
     Tensor x = images.upload(batch.images), y = labels.upload(batch.labels);
-    StepOutput out = trainer.step(x, y);
-    loss_sum += out.loss * batch.size();
-    correct += count_correct(out.logits, y);
-    r.images += batch.size();
+    const size_t images_in_step = batch.global_size ? batch.global_size : batch.size();
+    StepOutput out = trainer.step(x, y, static_cast<int64_t>(images_in_step));
+    loss_sum += out.loss * images_in_step;
+    correct += out.correct;
+    r.images += images_in_step;
     if (on_step) {
       StepReport s;
       s.batch_index = b;

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "engine/optim/optimizer.h"
+#include "meta/data_parallel.h"
 #include "meta/meta_net.h"
 #include "meta/quantized_layers.h"
 #include "meta/train_loop.h"
@@ -27,15 +28,21 @@
 namespace mq {
 
 struct StepOutput {
-  double loss = 0;
-  Tensor logits;  // this step's logits (detached)
+  double loss = 0;      // the global batch's mean loss
+  int64_t correct = 0;  // correct predictions in the global batch
+  Tensor logits;        // this step's logits (detached); undefined when the batch was sliced
 };
 
 class QuantTrainer {
  public:
   virtual ~QuantTrainer() = default;
-  // One training iteration on a batch (x, y on the model's device).
-  virtual StepOutput step(const Tensor& x, const Tensor& y) = 0;
+  // One training iteration on a batch (x, y on the model's device). Data parallel
+  // (set_parallel): x, y are this rank's part of a global batch of `global` images (0: x is
+  // the whole batch).
+  virtual StepOutput step(const Tensor& x, const Tensor& y, int64_t global = 0) = 0;
+  // Ranks and accumulation (meta/data_parallel.h); before the first step.
+  void set_parallel(const DataParallel& parallel);
+  const DataParallel& parallel() const { return parallel_; }
   virtual double lr() const = 0;
   virtual void set_lr(double lr) = 0;
   virtual Model& model() = 0;
@@ -45,13 +52,23 @@ class QuantTrainer {
   // moves the tensors to the trainer's device.
   virtual TensorMap state_dict() const = 0;
   virtual void load_state_dict(const TensorMap& state) = 0;
+
+ protected:
+  // Sums `tensors` and the step's [loss, correct] over the ranks (nothing with one rank), then
+  // updates the batch-norm running statistics; the loss must be finite afterwards.
+  void reduce_step(std::vector<Tensor> tensors, double& loss, int64_t& correct, int64_t step);
+  // --check-sync: every check_every steps, the replicas' parameters compared.
+  void check_sync(const std::vector<Tensor>& params, int64_t steps_done);
+
+  DataParallel parallel_;
+  std::unique_ptr<BatchNormSync> bn_sync_;
 };
 
 class SteTrainer : public QuantTrainer {
  public:
   // optimizer: "SGD", "SGD-M" or "Adam" (PyTorch's, no weight decay).
   SteTrainer(Model& model, const std::string& optimizer, double lr);
-  StepOutput step(const Tensor& x, const Tensor& y) override;
+  StepOutput step(const Tensor& x, const Tensor& y, int64_t global = 0) override;
   double lr() const override { return opt_->lr(); }
   void set_lr(double lr) override { opt_->set_lr(lr); }
   Model& model() override { return model_; }
@@ -77,7 +94,7 @@ class MetaQuantTrainer : public QuantTrainer {
  public:
   // The model must be built with QuantizedLayerFactory; meta on the model's device and dtype.
   MetaQuantTrainer(Model& model, MetaNet& meta, MetaQuantOptions options = {});
-  StepOutput step(const Tensor& x, const Tensor& y) override;
+  StepOutput step(const Tensor& x, const Tensor& y, int64_t global = 0) override;
   double lr() const override { return opt_->lr(); }
   void set_lr(double lr) override;
   Model& model() override { return model_; }

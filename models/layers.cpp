@@ -133,8 +133,37 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
            "layer '{}' (BatchNorm2d of {} channels): expected input [N, {}, H, W], got {}",
            path(), channels, channels, x.describe());
   BatchNormParams p{is_training(), momentum, eps};
+  if (is_training() && defer_stats) {
+    // momentum 1: the scratch "running" statistics become this batch's mean and unbiased
+    // variance exactly ((1 - 1) * 0 + 1 * m).
+    Tensor mean = Tensor::zeros(running_mean.shape(), running_mean.dtype(), running_mean.device());
+    Tensor var = Tensor::zeros(running_var.shape(), running_var.dtype(), running_var.device());
+    Tensor y = batch_norm(x, weight, bias, mean, var, {true, 1.0, eps});
+    if (stats_sum.batches == 0) {
+      stats_sum.mean = mean;
+      stats_sum.var = var;
+    } else {
+      add_inplace(stats_sum.mean, mean);
+      add_inplace(stats_sum.var, var);
+    }
+    ++stats_sum.batches;
+    return y;
+  }
   if (is_training()) num_batches_tracked.data<int64_t>()[0] += 1;  // host-only counter
   return batch_norm(x, weight, bias, running_mean, running_var, p);
+}
+
+void BatchNorm2d::apply_stats(int slices) {
+  MQ_CHECK(stats_sum.batches > 0 && slices > 0,
+           "layer '{}': apply_stats({}) without batch statistics", path(), slices);
+  NoGradGuard ng;
+  const double m = momentum;
+  Tensor mean = mul_scalar(stats_sum.mean, 1.0 / slices);
+  Tensor var = mul_scalar(stats_sum.var, 1.0 / slices);
+  running_mean.copy_(add(mul_scalar(running_mean, 1.0 - m), mul_scalar(mean, m)));
+  running_var.copy_(add(mul_scalar(running_var, 1.0 - m), mul_scalar(var, m)));
+  num_batches_tracked.data<int64_t>()[0] += 1;
+  stats_sum = {};
 }
 
 // ---- factory ----

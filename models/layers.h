@@ -85,6 +85,17 @@ class BatchNorm2d : public Module {
 
   void reset_parameters();  // weight 1, bias 0, running stats 0 / 1
   Tensor forward(const Tensor& x);
+  // Data-parallel training (meta/data_parallel.h): while defer_stats is on, a training forward
+  // leaves the running statistics alone and adds its batch's mean and unbiased variance to
+  // stats_sum (which the trainer may sum over ranks); apply_stats(slices) then updates the
+  // running statistics once, from the mean over the `slices` batches, and clears the sums.
+  struct BatchStats {
+    Tensor mean, var;  // sums; undefined before the first batch
+    int batches = 0;
+  };
+  bool defer_stats = false;
+  BatchStats stats_sum;
+  void apply_stats(int slices);
   // What conv2d_bn_eval needs to apply this layer in eval mode.
   BatchNormEvalParams eval_params() const { return {weight, bias, running_mean, running_var, eps}; }
 

@@ -6,6 +6,8 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libeigen3-dev catch2 libcli11-dev nlohmann-json3-dev zlib1g-dev libfmt-dev
   dataset-fashion-mnist
+  # data-parallel training (MPI) and its tests (mpirun)
+  libopenmpi-dev openmpi-bin
   # the sanitizer and fuzzing build (scripts/sanitize.sh, scripts/fuzz.sh): clang with its
   # ASan/UBSan/libFuzzer runtimes, clang's OpenMP runtime, llvm-symbolizer for the stacks
   clang-14 libclang-rt-14-dev libomp-14-dev llvm-14

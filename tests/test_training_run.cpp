@@ -64,7 +64,7 @@ TEST_CASE("training run: epochs, hooks, checkpoint, logs and the saved model", "
 }
 
 TEST_CASE("training run: trial summary and bad settings", "[run]") {
-  std::vector<RunResult> r = {{50, {10, 20, 50}}, {70, {70, 30}}};
+  std::vector<RunResult> r = {{50, {10, 20, 50}, {}}, {70, {70, 30}, {}}};
   const TrialSummary t = summarize_trials(r);
   CHECK(t.best_mean == Approx(60));
   CHECK(t.best_var == Approx(100));

@@ -11,7 +11,7 @@ namespace {
 constexpr const char* kKind = "mq-training-run";
 
 nlohmann::json progress_json(const RunProgress& p) {
-  return {{"epochs_done", p.epochs_done},
+  nlohmann::json j = {{"epochs_done", p.epochs_done},
           {"iterations", p.iterations},
           {"lr", p.lr},
           {"schedule", {{"best", p.schedule.best}, {"have_best", p.schedule.have_best},
@@ -19,6 +19,9 @@ nlohmann::json progress_json(const RunProgress& p) {
           {"test_acc", p.test_acc},
           {"best", p.best},
           {"finished", p.finished}};
+  // Complete, or not at all (a run resumed from a checkpoint without them).
+  if (p.train_loss.size() == p.test_acc.size()) j["train_loss"] = p.train_loss;
+  return j;
 }
 
 // Typed reads of the progress metadata: a field that is missing, of the wrong type or out of
@@ -108,6 +111,13 @@ RunProgress parse_progress(const nlohmann::json& meta, const std::string& path) 
   p.schedule = {schedule.real("best"), schedule.boolean("have_best"),
                 static_cast<int>(schedule.integer("bad", 0, INT32_MAX))};
   p.test_acc = j.reals("test_acc");
+  // Checkpoints of earlier versions have no train_loss: those epochs' losses stay unknown.
+  if (run_metadata(meta, path).at("progress").contains("train_loss")) {
+    p.train_loss = j.reals("train_loss");
+    MQ_CHECK(p.train_loss.size() == p.test_acc.size(),
+             "{}: inconsistent progress ({} training losses, {} test accuracies)", path,
+             p.train_loss.size(), p.test_acc.size());
+  }
   p.best = j.real("best");
   p.finished = j.boolean("finished");
   MQ_CHECK(p.test_acc.size() == static_cast<size_t>(p.epochs_done),
@@ -146,9 +156,10 @@ RunProgress load_run_checkpoint(const std::string& path, Model& model,
   for (const auto& [key, value] : identity.items()) {
     if (!saved.contains(key)) continue;
     MQ_CHECK(saved[key] == value,
-             "{}: cannot resume: this run has {} = {} but the checkpoint was made with {}; use "
+             "{}: cannot resume: this run has {} = {} but the checkpoint was made with {}{}; use "
              "the original settings, or start a new run without --resume",
-             path, key, value.dump(), saved[key].dump());
+             path, key, value.dump(), saved[key].dump(),
+             key == "batch_slices" ? " (the ranks of mpirun -np times --accumulate)" : "");
   }
   for (const auto& [k, v] : ck.tensors)
     MQ_CHECK(k.starts_with("model.") || k.starts_with("trainer."),

@@ -23,6 +23,7 @@ struct RunProgress {
   double lr = 0;            // the lr of the next epoch
   LrSchedule::State schedule;
   std::vector<double> test_acc;  // per epoch
+  std::vector<double> train_loss;  // per epoch (empty when resumed from an older checkpoint)
   double best = 0;
   bool finished = false;    // the run reached its last epoch (or stopped early)
 };

@@ -18,6 +18,7 @@
 
 #include "data/registry.h"
 #include "engine/cuda/cuda_api.h"
+#include "engine/dist/job.h"
 #include "engine/io/checkpoint.h"
 #include "engine/io/file.h"
 #include "engine/io/pth.h"
@@ -28,6 +29,7 @@
 #include "meta/run/run_checkpoint.h"
 #include "meta/run/run_lock.h"
 #include "meta/run/run_log.h"
+#include "meta/data_parallel.h"
 #include "meta/trainers.h"
 
 namespace mq {
@@ -48,10 +50,14 @@ void check_pretrained_exists(const std::string& path) {
 bool uses_meta(const RunSettings& s) { return s.quantized && s.backward != "ste"; }
 
 // What a resumed run must share with the checkpoint (lr, epochs and device may change).
-nlohmann::json run_identity(const RunSettings& s, const std::string& mode, uint64_t seed) {
+// batch_slices: ranks x --accumulate, the slicing of every batch (meta/data_parallel.h); the
+// same slicing over other ranks (-np 2 for --accumulate 2) computes the same run.
+nlohmann::json run_identity(const RunSettings& s, const std::string& mode, uint64_t seed,
+                            int batch_slices) {
   nlohmann::json id = {{"model", s.model}, {"dataset", s.dataset}, {"mode", mode},
                        {"optimizer", s.optimizer}, {"lr_adjust", s.lr_adjust},
-                       {"batch", s.batch}, {"seed", seed}, {"train_subset", s.train_subset}};
+                       {"batch", s.batch}, {"seed", seed}, {"train_subset", s.train_subset},
+                       {"batch_slices", batch_slices}};
   if (uses_meta(s)) {
     id["hidden"] = s.hidden;
     id["meta_act"] = s.meta_act;
@@ -99,6 +105,10 @@ TensorMap load_model_state(const std::string& path) {
 
 Device select_device(const std::string& name, bool tf32) {
   Device device = Device::parse(name);
+  // One GPU per rank: under a launcher, "cuda" and "auto" mean this rank's GPU on its node
+  // (the local rank, modulo the visible devices); cuda:N is taken as given.
+  if (device.is_cuda() && (name == "cuda" || name == "auto") && launcher_world_size() > 1)
+    device.index = launcher_local_rank().rank % std::max(1, cuda::device_count());
   if (device.is_cuda()) cuda::set_allow_tf32(tf32);
   return device;
 }
@@ -194,6 +204,8 @@ void validate_run_settings(const RunSettings& s) {
   check_range("--batch-size", s.batch, 1, kMaxBatch);
   check_range("--epochs", s.epochs, 1, kMaxEpochs);
   check_range("--trials", s.trials, 1, kMaxTrials);
+  check_range("--accumulate", s.accumulate, 1, kMaxAccumulate);
+  check_range("--check-sync", s.check_sync, 0, 1 << 30);
   MQ_CHECK(s.train_subset >= 0, "--train-subset {}: expected a positive image count",
            s.train_subset);
   MQ_CHECK(std::isfinite(s.lr) && s.lr > 0, "--lr {}: expected a positive finite number", s.lr);
@@ -231,9 +243,11 @@ void check_run_paths(const RunSettings& s) {
   if (!s.save_dir.empty()) check_output_directory("--save", s.save_dir);
 }
 
-RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks) {
+RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks, Communicator& comm) {
   validate_run_settings(s);
-  check_run_paths(s);
+  const bool lead = comm.rank() == 0;  // writes the run's files
+  if (lead) check_run_paths(s);
+  const DataParallel parallel{comm.size() > 1 ? &comm : nullptr, s.accumulate, s.check_sync};
   const uint64_t seed = s.seed + trial;
   const Device device = select_device(s.device, s.tf32);
   const int classes = dataset_classes(s.dataset);
@@ -242,10 +256,12 @@ RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks) {
            "--train-subset {}: the training set of {} has only {} images; use at most {}",
            s.train_subset, s.dataset, train_set.size(), train_set.size());
   if (s.train_subset > 0) train_set.keep_first(size_t(s.train_subset));
+  check_slices_fill(s.batch, int64_t(train_set.size()), parallel);
   Dataset test_set = load_dataset(s.dataset, s.data_dir, Split::test);
   const Normalization norm = dataset_normalization(s.dataset);
   DataLoader train(train_set, {.batch = size_t(s.batch), .shuffle = true, .augment = true,
-                               .augmentation = {}, .seed = seed, .normalization = norm});
+                               .augmentation = {}, .seed = seed, .normalization = norm,
+                               .part = parallel.rank(), .parts = parallel.ranks()});
   DataLoader test(test_set, {.batch = size_t(s.batch), .shuffle = false, .augment = false,
                              .augmentation = {}, .seed = seed, .normalization = norm});
   const QuantSpec spec{parse_quantizer(s.quantizer), s.bits};
@@ -262,14 +278,24 @@ RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks) {
            "ModelArgs (docs/custom-models.md)", s.model);
   if (!s.pretrained.empty() && !s.resume) model.load_state_dict(load_model_state(s.pretrained), true);
 
-  // Only now, with data and model ready, the run directory: claimed (a new one) and locked.
-  const std::string dir =
-      claim_run_directory(s.results, s.model, s.dataset, run_dir_name(s, spec, seed, trial), s.resume);
-  RunLock lock(dir);
-  remove_stale_temporaries(dir);
-  const std::string checkpoint = dir + "/" + kRunCheckpointName;
+  // Only now, with data and model ready, the run directory: claimed (a new one) and locked, by
+  // rank 0, which tells the others its name and whether there is a checkpoint to resume from.
+  std::string dir;
+  std::unique_ptr<RunLock> lock;
   std::error_code ec;
-  const bool from_checkpoint = s.resume && std::filesystem::exists(checkpoint, ec);
+  std::string shared;
+  if (lead) {
+    dir = claim_run_directory(s.results, s.model, s.dataset, run_dir_name(s, spec, seed, trial),
+                              s.resume);
+    lock = std::make_unique<RunLock>(dir);
+    remove_stale_temporaries(dir);
+    const bool found = s.resume && std::filesystem::exists(dir + "/" + kRunCheckpointName, ec);
+    shared = (found ? "1" : "0") + dir;
+  }
+  comm.broadcast(shared, 0);
+  dir = shared.substr(1);
+  const std::string checkpoint = dir + "/" + kRunCheckpointName;
+  const bool from_checkpoint = shared[0] == '1';
   if (s.resume && !from_checkpoint) {
     // Killed before its first checkpoint: nothing to keep, so the run starts again in place.
     std::printf("mqtrain: %s has no checkpoint yet (the run stopped before its first epoch "
@@ -290,11 +316,13 @@ RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks) {
   } else {
     trainer = std::make_unique<SteTrainer>(model, s.optimizer, s.lr);  // FP when not quantized
   }
+  trainer->set_parallel(parallel);
   const std::string what = mode_name(s, spec);
-  const nlohmann::json identity = run_identity(s, what, seed);
+  const nlohmann::json identity = run_identity(s, what, seed, parallel.slices());
   nlohmann::json config = identity;
   config.update({{"lr", s.lr}, {"epochs", s.epochs}, {"device", device.str()},
-                 {"pretrained", s.pretrained}});
+                 {"pretrained", s.pretrained}, {"ranks", parallel.ranks()},
+                 {"accumulate", parallel.accumulate}});
   RunProgress progress;
   progress.lr = s.lr;
   if (from_checkpoint) {
@@ -303,12 +331,17 @@ RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks) {
     std::printf("mqtrain: resuming %s after epoch %d (lr %g)\n", dir.c_str(),
                 progress.epochs_done, progress.lr);
   }
-  RunLog log(dir, config, progress.iterations, progress.epochs_done);
-  std::printf("mqtrain: %s, %s on %s (%zu train / %zu test), %s lr %g, batch %d, %d epochs, "
+  std::unique_ptr<RunLog> log;
+  if (lead) log = std::make_unique<RunLog>(dir, config, progress.iterations, progress.epochs_done);
+  const std::string slicing =
+      parallel.slices() == 1 ? std::string()
+                             : fmt::format(" ({} rank(s) x {} micro-batch(es), {})", parallel.ranks(),
+                                           parallel.accumulate, comm.describe());
+  std::printf("mqtrain: %s, %s on %s (%zu train / %zu test), %s lr %g, batch %d%s, %d epochs, "
               "device %s, %d threads; logs in %s\n",
               s.model.c_str(), what.c_str(), s.dataset.c_str(), train_set.size(), test_set.size(),
-              s.optimizer.c_str(), progress.lr, s.batch, s.epochs, device.str().c_str(),
-              num_threads(), log.dir().c_str());
+              s.optimizer.c_str(), progress.lr, s.batch, slicing.c_str(), s.epochs,
+              device.str().c_str(), num_threads(), dir.c_str());
   LrSchedule schedule = LrSchedule::parse(s.lr_adjust);
   schedule.restore(progress.schedule);
   int64_t iter = progress.iterations;
@@ -317,8 +350,13 @@ RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks) {
   for (int e = progress.epochs_done; e < s.epochs && !stop; ++e) {
     if (hooks.epoch_start) hooks.epoch_start(e, s.epochs);
     const double lr = trainer->lr();
+    const struct {
+      int64_t iterations;
+      CommStats comm;
+    } before{iter, comm.stats()};
     auto on_step = [&](const StepReport& r) {
-      log.iteration(iter++, r.running_loss, r.running_acc, lr);
+      if (log) log->iteration(iter, r.running_loss, r.running_acc, lr);
+      ++iter;
       if (hooks.after_step) hooks.after_step(r, iter, model);
     };
     EpochResult r;
@@ -326,20 +364,32 @@ RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks) {
       r = train_epoch(*trainer, train, device, e, on_step);
     } catch (const Error& err) {
       try {
-        log.flush();  // the lines so far, for the user to look at (the checkpoint does not cover them)
+        if (log) log->flush();  // the lines so far, for the user (the checkpoint does not cover them)
       } catch (const Error&) {
       }
       if (progress.epochs_done == 0) throw;
       fail("{}\nthe last good checkpoint (after epoch {}) is kept in {}; `--resume` continues "
            "from it", err.what(), progress.epochs_done, checkpoint);
     }
-    const double acc = evaluate(model, test, device);
+    const CommStats reduced = comm.stats();
+    const double acc = evaluate(model, test, device, parallel.comm);
     progress.best = std::max(progress.best, acc);
     progress.test_acc.push_back(acc);
+    if (progress.train_loss.size() + 1 == progress.test_acc.size())
+      progress.train_loss.push_back(r.loss);
     std::printf("epoch %d/%d: train loss %.4f, train acc %.2f%%, test acc %.2f%% (best %.2f%%), "
                 "%.0f images/s, lr %g\n",
                 e + 1, s.epochs, r.loss, r.acc, acc, progress.best, r.images_per_s, lr);
-    log.epoch(e, {{"epoch", e + 1}, {"train_loss", r.loss}, {"train_acc", r.acc},
+    if (parallel.ranks() > 1 && iter > before.iterations) {
+      // The allreduce's share of the epoch's training steps (evaluation excluded).
+      const double steps = double(iter - before.iterations);
+      std::printf("  allreduce: %.2f MB and %.1f ms per step (%.1f%% of the step time)\n",
+                  double(reduced.bytes - before.comm.bytes) / 1e6 / steps,
+                  (reduced.seconds - before.comm.seconds) * 1e3 / steps,
+                  100.0 * (reduced.seconds - before.comm.seconds) / std::max(r.seconds, 1e-9));
+    }
+    if (log)
+      log->epoch(e, {{"epoch", e + 1}, {"train_loss", r.loss}, {"train_acc", r.acc},
                   {"test_acc", acc}, {"images_per_s", r.images_per_s}, {"lr", lr},
                   {"seconds", r.seconds}},
               acc);
@@ -354,21 +404,21 @@ RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks) {
     progress.lr = next;
     progress.schedule = schedule.state();
     progress.finished = stop || e + 1 == s.epochs;
-    save_run_checkpoint(checkpoint, model, *trainer, progress, identity);
+    if (lead) save_run_checkpoint(checkpoint, model, *trainer, progress, identity);
   }
   if (s.resume && progress.epochs_done == first_epoch)
     std::printf("the run was already complete after %d epochs\n", progress.epochs_done);
   if (!progress.test_acc.empty())
     std::printf("final test accuracy %.2f%% (best %.2f%%)\n", progress.test_acc.back(),
                 progress.best);
-  if (!s.save_dir.empty()) {
+  if (lead && !s.save_dir.empty()) {
     const std::string out = s.trials > 1 ? s.save_dir + "/trial" + std::to_string(trial) : s.save_dir;
     std::filesystem::create_directories(out, ec);
     MQ_CHECK(!ec, "--save {}: cannot create {}: {}", s.save_dir, out, ec.message());
     model.save(out);
     std::printf("saved the model state to %s/\n", out.c_str());
   }
-  return {progress.best, progress.test_acc};
+  return {progress.best, progress.test_acc, progress.train_loss};
 }
 
 TrialSummary summarize_trials(const std::vector<RunResult>& results) {

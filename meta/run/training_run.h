@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/dist/communicator.h"
 #include "engine/io/npy.h"
 #include "meta/train_loop.h"
 #include "models/model.h"
@@ -37,6 +38,9 @@ struct RunSettings {
   std::string results = "Results", run_name, save_dir;
   bool resume = false;
   int trials = 1;  // names the run directories and save directories of a multi-trial run
+  // data parallel (docs/distributed.md): micro-batches per step on each rank, and how often
+  // (steps) the ranks compare parameter checksums (0: never)
+  int accumulate = 1, check_sync = 0;
 };
 
 struct RunHooks {
@@ -48,6 +52,7 @@ struct RunHooks {
 struct RunResult {
   double best = 0;               // best test accuracy, percent
   std::vector<double> test_acc;  // per epoch
+  std::vector<double> train_loss;  // per epoch (may be shorter after a resume of an old run)
 };
 
 // Trains trial `trial` (seed + trial) to the end, or continues it with settings.resume.
@@ -55,7 +60,12 @@ struct RunResult {
 // can be checked before training is checked first (validate_run_settings, check_run_paths, the
 // data and the model); then the run directory is claimed and locked (meta/run/run_lock.h: a busy
 // run is refused). `--resume` of a run killed before its first checkpoint starts it afresh.
-RunResult run_training(const RunSettings& settings, int trial, const RunHooks& hooks = {});
+// With a communicator of N ranks, every rank calls it alike and they train the run together
+// (meta/data_parallel.h): rank 0 writes the run directory, the logs, the checkpoints and --save
+// and prints; the others read the checkpoint when resuming (so --results must be a file system
+// all ranks see).
+RunResult run_training(const RunSettings& settings, int trial, const RunHooks& hooks = {},
+                       Communicator& comm = single_process());
 
 // The settings alone, without touching a file: every value in its range and every name known,
 // or mq::Error naming the flag. Cheap (no data, no model).
@@ -70,6 +80,7 @@ void check_run_paths(const RunSettings& settings);
 // --hidden: the paper uses 100; the meta network keeps hidden floats per weight, so beyond 4096
 // (lstm_bench's range) a ResNet20 needs more than 4 GB per meta layer.
 inline constexpr int kMaxBatch = 65536, kMaxEpochs = 100000, kMaxTrials = 1000;
+inline constexpr int kMaxAccumulate = 4096;
 inline constexpr int kMaxHidden = 4096, kMinNumFc = 2, kMaxNumFc = 64;
 inline constexpr size_t kMaxRunName = 200;  // a file name, with room for "-trialN-K"
 
@@ -93,7 +104,8 @@ double evaluate_saved_model(const RunSettings& settings, size_t* images = nullpt
 
 // A model state from a directory of .npy files, an mq checkpoint or a PyTorch .pth file.
 TensorMap load_model_state(const std::string& path);
-// Resolves a device name and applies device-wide settings (TF32).
+// Resolves a device name and applies device-wide settings (TF32). Under an MPI launcher,
+// "cuda" and "auto" pick the GPU of the rank's local rank (one GPU per rank).
 Device select_device(const std::string& name, bool tf32);
 
 }  // namespace mq

@@ -11,18 +11,21 @@
 
 namespace mq::tools {
 
-enum class Command { none, pretrain, quantize, eval, import_pth, verify_golden };
+enum class Command { none, pretrain, quantize, sweep, eval, import_pth, verify_golden };
 
 // A command line, parsed and validated.
 struct MqtrainCommand {
   Command command = Command::none;  // none: --help or a command-line error, already printed
   int exit_code = 0;                // for none
   RunSettings settings;             // pretrain, quantize, eval
-  int threads = 0;                  // 0: all cores
+  int threads = 0;                  // 0: all cores (shared among the ranks of one node)
+  bool spread_trials = false;       // under N ranks: trial t runs alone on rank t % N
   bool eval_quantized = false;
   std::string pth_in, pth_out;           // import-pth
   std::string golden_dir, golden_case;   // verify-golden
   std::vector<std::string> golden_skip;
+  std::vector<std::string> grid;         // sweep: KEY=V1,V2,...
+  std::string sweep_out;                 // sweep: table and figures
 };
 
 // What a program built on this command line starts from: its name (in messages and --help) and
@@ -43,6 +46,8 @@ MqtrainCommand parse_mqtrain_args(const std::vector<std::string>& args, std::ost
 
 // Runs a parsed command; returns the exit code. `extra` is called by training runs (pretrain,
 // quantize) after the progress bar's own hooks.
+// Under an MPI launcher, the job's ranks (engine/dist/job.h) train together, or split the
+// trials with --spread-trials.
 int run_mqtrain_command(const MqtrainCommand& command, const RunHooks& extra = {});
 
 // Both, with every exception (mq::Error, file system, JSON, out of memory, any other) turned
