@@ -84,7 +84,7 @@ void QuantTrainer::set_parallel(const DataParallel& parallel) {
 void QuantTrainer::reduce_step(std::vector<Tensor> tensors, double& loss, int64_t& correct,
                                int64_t step) {
   for (const Tensor& t : bn_sync_->sums()) tensors.push_back(t);
-  if (parallel_.ranks() > 1) {
+  if (parallel_.comm) {
     Tensor counts = Tensor::from_vector<double>({loss, double(correct)}, {2});
     tensors.push_back(counts);
     parallel_.comm->allreduce_sum(tensors);

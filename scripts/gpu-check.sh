@@ -131,6 +131,26 @@ else
   skip train "no $BUILD/mqtrain with a synthetic dataset"
 fi
 
+# ---- 6. the NCCL path with one rank (docs/distributed.md) ----
+# One MPI rank, forced into the data-parallel step by --accumulate 2, sums its CUDA gradients over
+# NCCL; a sum over one rank changes nothing, so the losses must equal the same run without MPI.
+nccl_check() {
+  local common=(quantize -d synthetic:512 -n 1 --batch-size 128 --seed 1 --device cuda
+                -meta MultiFC -bw 1 --accumulate 2 --results /tmp/mq-nccl)
+  rm -rf /tmp/mq-nccl
+  "$BUILD/mqtrain" "${common[@]}" --run single &&
+    MQ_FORCE_MPI=1 mpirun --allow-run-as-root -np 1 "$BUILD/mqtrain" "${common[@]}" --run nccl &&
+    cmp /tmp/mq-nccl/*/runs-Quant/single/loss.txt /tmp/mq-nccl/*/runs-Quant/nccl/loss.txt &&
+    echo "NCCL path: losses identical to --accumulate 2 without MPI"
+}
+export -f nccl_check
+if [[ -x $BUILD/mqtrain ]] && command -v mpirun >/dev/null &&
+   grep -qs "MQ_WITH_NCCL=1" "$BUILD/build.ninja" "$BUILD/CMakeFiles/mq_engine.dir/flags.make"; then
+  stage nccl-1rank 90 nccl_check
+else
+  skip nccl-1rank "no mpirun on this machine or no MPI/NCCL in $BUILD"
+fi
+
 # ---- summary ----
 {
   echo

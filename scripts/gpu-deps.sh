@@ -18,6 +18,10 @@ if compgen -G "$mq_root/.deps/*.deb" >/dev/null; then
   done
   export CMAKE_PREFIX_PATH="$prefix/usr:$prefix/usr/lib/x86_64-linux-gnu/cmake:$prefix/usr/share${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
   export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # OpenMPI unpacked away from /usr finds its own files through OPAL_PREFIX.
+  if [[ -x $prefix/usr/bin/mpirun ]] && ! command -v mpirun >/dev/null; then
+    export OPAL_PREFIX="$prefix/usr" PATH="$prefix/usr/bin:$PATH"
+  fi
   echo "gpu-deps: unpacked $(ls "$mq_root"/.deps/*.deb | wc -l) Debian packages under $prefix"
 fi
 if [[ -z "${MQ_CUDNN_ROOT:-}" ]] && ! ls /usr/include/cudnn.h /usr/include/x86_64-linux-gnu/cudnn.h \

@@ -209,8 +209,9 @@ std::vector<double> log_values(const fs::path& file) {
 fs::path train(const fs::path& dir, const Mode& m, const std::string& data, int ranks,
                int accumulate) {
   fs::create_directories(dir);
-  const std::string args =
-      m.args + common_args(dir, data) + " --accumulate " + std::to_string(accumulate);
+  // The ranks also compare their parameters after every step (--check-sync 1).
+  const std::string args = m.args + common_args(dir, data) + " --accumulate " +
+                           std::to_string(accumulate) + (ranks > 1 ? " --check-sync 1" : "");
   const test::Exit e = ranks == 1 ? test::mqtrain(dir, args) : mpirun(dir, ranks, args);
   INFO(e.output);
   REQUIRE(e.code == 0);
@@ -293,6 +294,48 @@ TEST_CASE("data parallel: --spread-trials gives the single process's trials and 
     for (const char* f : {"loss.txt", "test-acc.txt", "checkpoint.mqck"})
       REQUIRE(test::slurp(base / "one" / run / f) == test::slurp(base / "spread" / run / f));
   }
+  fs::remove_all(base);
+}
+
+TEST_CASE("data parallel: --resume under mpirun continues bit for bit; another slicing is refused",
+          "[mpi]") {
+  if (!have_mpi()) return;
+  const fs::path base = test::fresh_dir("np2", "resume");
+  const Mode& m = kModes[2];  // MetaQuant MultiFC: meta state, g_W^ and W.grad in the checkpoint
+  const fs::path whole = train(base / "whole", m, kTwoEpochs, 2, 1);
+  // The same run stopped after its first epoch, then resumed for the second, both under mpirun.
+  const std::string first = m.args + common_args(base / "parts", " -d synthetic:160 -bs 40");
+  REQUIRE(mpirun(base, 2, first + " -n 1").code == 0);
+  const test::Exit resumed = mpirun(base, 2, first + " -n 2 --resume");
+  INFO(resumed.output);
+  REQUIRE(resumed.code == 0);
+  REQUIRE(test::contains(resumed.output, "resuming"));
+  const fs::path parts = run_dir(base / "parts/results");
+  for (const char* f : {"loss.txt", "test-acc.txt", "checkpoint.mqck"})
+    REQUIRE(test::slurp(whole / f) == test::slurp(parts / f));
+  // Four slices now against the checkpoint's two: refused, naming the setting.
+  const test::Exit other = mpirun(base, 2, first + " --resume --accumulate 2 -n 3");
+  INFO(other.output);
+  REQUIRE(other.code != 0);
+  REQUIRE(test::contains(other.output, "batch_slices = 4"));
+  REQUIRE(test::contains(other.output, "mpirun -np times --accumulate"));
+  fs::remove_all(base);
+}
+
+TEST_CASE("data parallel: --check-sync stops a job whose replicas drifted apart", "[mpi]") {
+  if (!have_mpi()) return;
+  const fs::path base = test::fresh_dir("np2", "drift");
+  const fs::path out = base / "output.txt";
+  // Rank 1 alone nudges a weight after iteration 2; the check after step 3 sees it.
+  std::vector<std::string> args{"--allow-run-as-root", "--oversubscribe", "-np", "2",
+                                MQ_MQTRAIN_FAULTS, "drift@2"};
+  for (const std::string& a : test::split("pretrain -d synthetic:160 -bs 40 -n 1 --threads 1 "
+                                          "--check-sync 1 --results " + (base / "R").string()))
+    args.push_back(a);
+  const test::Exit e = test::wait_for(test::spawn(kMpirun, args, out), out, 300);
+  INFO(e.output);
+  REQUIRE(e.code != 0);
+  REQUIRE(test::contains(e.output, "--check-sync: after step 3 the parameters of rank(s) 1 differ"));
   fs::remove_all(base);
 }
 

@@ -29,7 +29,7 @@ class Communicator {
   const CommStats& stats() const { return stats_; }
   virtual int rank() const = 0;
   virtual int size() const = 0;
-  // "single process", "MPI (4 ranks)", "MPI + NCCL (4 ranks)".
+  // "single process", "MPI (4 ranks)", "MPI (4 ranks), NCCL for CUDA tensors".
   virtual std::string describe() const = 0;
 
   // Sums every tensor element-wise over the ranks, in place. Every rank passes tensors of the

@@ -65,7 +65,8 @@ class MpiCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string describe() const override {
-    return fmt::format("MPI{} ({} ranks)", nccl_ ? " + NCCL" : "", size_);
+    return fmt::format("MPI ({} rank{}){}", size_, size_ == 1 ? "" : "s",
+                       nccl_available() ? ", NCCL for CUDA tensors" : "");
   }
 
   void allreduce_sum(std::vector<Tensor>& tensors) override {

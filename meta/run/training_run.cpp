@@ -247,7 +247,9 @@ RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks, C
   validate_run_settings(s);
   const bool lead = comm.rank() == 0;  // writes the run's files
   if (lead) check_run_paths(s);
-  const DataParallel parallel{comm.size() > 1 ? &comm : nullptr, s.accumulate, s.check_sync};
+  // An MPI job of one rank keeps its communicator (mpirun -np 1 exercises the reduce path).
+  const DataParallel parallel{&comm == &single_process() ? nullptr : &comm, s.accumulate,
+                              s.check_sync};
   const uint64_t seed = s.seed + trial;
   const Device device = select_device(s.device, s.tf32);
   const int classes = dataset_classes(s.dataset);
@@ -380,7 +382,7 @@ RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks, C
     std::printf("epoch %d/%d: train loss %.4f, train acc %.2f%%, test acc %.2f%% (best %.2f%%), "
                 "%.0f images/s, lr %g\n",
                 e + 1, s.epochs, r.loss, r.acc, acc, progress.best, r.images_per_s, lr);
-    if (parallel.ranks() > 1 && iter > before.iterations) {
+    if (parallel.comm && reduced.calls > before.comm.calls) {
       // The allreduce's share of the epoch's training steps (evaluation excluded).
       const double steps = double(iter - before.iterations);
       std::printf("  allreduce: %.2f MB and %.1f ms per step (%.1f%% of the step time)\n",

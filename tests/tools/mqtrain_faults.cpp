@@ -10,6 +10,8 @@
 //                                          line, a checkpoint or a saved tensor
 //   mqtrain_faults kill-at-sync@K ARGS...  SIGKILL instead of the K-th fsync(2): data written
 //                                          but not yet durable nor renamed into place
+//   mqtrain_faults drift@N ARGS...         under mpirun: rank 1 alone nudges a weight there (a
+//                                          replica that drifted, for --check-sync)
 //   mqtrain_faults count@0 ARGS...         no fault; prints "mqtrain_faults: W writes, S syncs"
 //                                          to stderr at the end (the range of K above)
 //   mqtrain_faults throw-X@N ARGS...       after N training iterations, throws what is not an
@@ -27,6 +29,7 @@
 #include <csignal>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <new>
 #include <stdexcept>
@@ -35,13 +38,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/ops.h"
 #include "tools/cli/mqtrain_cli.h"
 
 namespace {
 
 struct Fault {
   enum Kind {
-    none, kill, nan, kill_in_write, kill_at_sync, count,
+    none, kill, nan, drift, kill_in_write, kill_at_sync, count,
     throw_std, throw_fs, throw_json, throw_alloc, throw_other
   } kind = none;
   int64_t at = -1;  // iterations done (kill, nan), or the ordinal of the write / fsync
@@ -57,6 +61,7 @@ Fault parse_fault(const std::string& s) {
   const std::string kind = s.substr(0, at);
   f.kind = kind == "kill"            ? Fault::kill
            : kind == "nan"           ? Fault::nan
+           : kind == "drift"         ? Fault::drift
            : kind == "kill-in-write" ? Fault::kill_in_write
            : kind == "kill-at-sync"  ? Fault::kill_at_sync
            : kind == "count"         ? Fault::count
@@ -102,7 +107,7 @@ extern "C" int fsync(int fd) {
 int main(int argc, char** argv) {
   g_fault = argc > 1 ? parse_fault(argv[1]) : Fault{};
   if (g_fault.kind == Fault::none || g_fault.at < 0) {
-    std::fprintf(stderr, "usage: mqtrain_faults kill@N|nan@N|kill-in-write@K|kill-at-sync@K|"
+    std::fprintf(stderr, "usage: mqtrain_faults kill@N|nan@N|drift@N|kill-in-write@K|kill-at-sync@K|"
                          "count@0|throw-std|fs|json|alloc|other@N MQTRAIN-ARGS...\n");
     return 2;
   }
@@ -114,6 +119,14 @@ int main(int argc, char** argv) {
       case Fault::nan:
         for (mq::Tensor& p : model.parameters()) p.fill_(std::nan(""));
         return;
+      case Fault::drift: {
+        const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
+        if (rank && std::string(rank) == "1") {
+          mq::Tensor w = model.parameters().front();
+          w.copy_(mq::add_scalar(w, 1e-3));
+        }
+        return;
+      }
       case Fault::throw_std: throw std::runtime_error("injected std::runtime_error");
       case Fault::throw_fs:
         throw std::filesystem::filesystem_error(

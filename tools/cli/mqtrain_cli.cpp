@@ -396,7 +396,8 @@ int mqtrain_main(int argc, char** argv, const RunHooks& extra, const CliDefaults
                            comm.rank() == 0 ? std::cout : null_stream(),
                            comm.rank() == 0 ? std::cerr : null_stream(), defaults);
     // Data parallel: rank 0 speaks for the job (the others' errors still reach stderr).
-    if (comm.rank() != 0 && !c.spread_trials) quiet_stdout();
+    // Trials and sweeps run whole runs on every rank, each of which reports its own.
+    if (comm.rank() != 0 && !c.spread_trials && c.command != Command::sweep) quiet_stdout();
     const int code = run_mqtrain_command(c, extra);
     finalize_job();
     return code;
