@@ -411,8 +411,9 @@ TEST_CASE("sweep: a grid of settings x trials writes the table and the figures",
   INFO(e.output);
   REQUIRE(e.code == 0);
   const std::string table = test::slurp(base / "out/table.md");
-  REQUIRE(test::contains(table, "| meta=ste optimizer=SGD | 2 |"));
-  REQUIRE(test::contains(table, "| meta=MultiFC optimizer=SGD | 2 |"));
+  REQUIRE(table.starts_with("| meta | optimizer | trials | best test acc % (mean) |"));
+  REQUIRE(test::contains(table, "\n| ste | SGD | 2 |"));
+  REQUIRE(test::contains(table, "\n| MultiFC | SGD | 2 |"));
   REQUIRE(test::contains(e.output, table));
   for (const char* f : {"test-acc.svg", "loss.svg"}) {
     const std::string svg = test::slurp(base / "out" / f);

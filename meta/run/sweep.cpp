@@ -100,7 +100,7 @@ std::vector<SweepSetting> expand_grid(const RunSettings& base, const std::vector
     for (size_t j = 0; j < i; ++j)
       MQ_CHECK(axes[i].key != axes[j].key, "--grid {}: given twice; list all its values once",
                axes[i].key);
-  std::vector<SweepSetting> out{{"", "", base}};
+  std::vector<SweepSetting> out{{"", "", base, {}}};
   for (const SweepAxis& a : axes) {
     std::vector<SweepSetting> next;
     for (const SweepSetting& s : out)
@@ -109,6 +109,7 @@ std::vector<SweepSetting> expand_grid(const RunSettings& base, const std::vector
         find_key(a.key).apply(t.settings, v);
         t.label += (t.label.empty() ? "" : " ") + a.key + "=" + v;
         t.run_name += (t.run_name.empty() ? "" : "_") + a.key + "-" + name_part(v);
+        t.values.push_back(v);
         next.push_back(std::move(t));
       }
     out = std::move(next);
@@ -152,14 +153,21 @@ std::vector<SweepResult> run_sweep(const std::vector<SweepSetting>& settings, Co
   return out;
 }
 
-std::string sweep_table(const std::vector<SweepResult>& results) {
-  std::string md =
-      "| setting | trials | best test acc % (mean) | (var) | last-10-epoch test acc % (mean) | (var) |\n"
-      "|---|---:|---:|---:|---:|---:|\n";
-  for (const SweepResult& r : results)
-    md += fmt::format("| {} | {} | {:.2f} | {:.3f} | {:.2f} | {:.3f} |\n", r.setting.label,
-                      r.trials.size(), r.summary.best_mean, r.summary.best_var,
-                      r.summary.last10_mean, r.summary.last10_var);
+std::string sweep_table(const std::vector<SweepAxis>& axes, const std::vector<SweepResult>& results) {
+  std::string md = "|", rule = "|";
+  for (const SweepAxis& a : axes) {
+    md += " " + a.key + " |";
+    rule += "---|";
+  }
+  md += " trials | best test acc % (mean) | (var) | last-10-epoch test acc % (mean) | (var) |\n" +
+        rule + "---:|---:|---:|---:|---:|\n";
+  for (const SweepResult& r : results) {
+    md += "|";
+    for (const std::string& v : r.setting.values) md += " " + v + " |";
+    md += fmt::format(" {} | {:.2f} | {:.3f} | {:.2f} | {:.3f} |\n", r.trials.size(),
+                      r.summary.best_mean, r.summary.best_var, r.summary.last10_mean,
+                      r.summary.last10_var);
+  }
   return md;
 }
 

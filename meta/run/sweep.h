@@ -27,6 +27,7 @@ struct SweepSetting {
   std::string label;     // "meta=MultiFC optimizer=Adam"
   std::string run_name;  // its run directories: "meta-MultiFC_optimizer-Adam[-trialN]"
   RunSettings settings;
+  std::vector<std::string> values;  // its value of every axis, in axis order
 };
 // Every combination of the axes' values (the first axis varies slowest), each validated.
 std::vector<SweepSetting> expand_grid(const RunSettings& base, const std::vector<SweepAxis>& axes);
@@ -40,7 +41,8 @@ struct SweepResult {
 std::vector<SweepResult> run_sweep(const std::vector<SweepSetting>& settings, Communicator& comm,
                                    const RunHooks& hooks = {});
 
-// The markdown table (the reference README's columns).
-std::string sweep_table(const std::vector<SweepResult>& results);
+// The markdown table (the reference README's columns): one column per axis (`keys`), then the
+// trials and the accuracies.
+std::string sweep_table(const std::vector<SweepAxis>& axes, const std::vector<SweepResult>& results);
 
 }  // namespace mq

@@ -114,7 +114,7 @@ void apply_reference_defaults(RunSettings& o, bool say) {
 // Per setting, the mean of `field` over the trials per epoch with its min/max band.
 ChartSeries per_epoch(const SweepResult& r, std::vector<double> RunResult::*field) {
   ChartSeries s;
-  s.label = r.setting.label;
+  for (const std::string& v : r.setting.values) s.label += (s.label.empty() ? "" : ", ") + v;
   for (size_t e = 0;; ++e) {
     double sum = 0, lo = 0, hi = 0;
     size_t n = 0;
@@ -156,7 +156,7 @@ int run_sweep_command(RunSettings o, int threads, const std::vector<std::string>
   }
   const std::vector<SweepResult> results = run_sweep(settings, comm);
   if (!lead) return 0;
-  const std::string table = sweep_table(results);
+  const std::string table = sweep_table(axes, results);
   write_file_atomic(out + "/table.md", table);
   std::vector<ChartSeries> acc, loss;
   for (const SweepResult& r : results) {
@@ -194,7 +194,7 @@ int run_trials(RunSettings o, int threads, bool spread, const RunHooks& extra) {
   std::vector<RunResult> results;
   if (spread && comm.size() > 1) {
     // Each trial a whole run in one process: a sweep of one setting.
-    results = run_sweep({{"trials", o.run_name, o}}, comm, hooks).front().trials;
+    results = run_sweep({{"trials", o.run_name, o, {}}}, comm, hooks).front().trials;
   } else {
     for (int t = 0; t < o.trials; ++t) results.push_back(run_training(o, t, hooks, comm));
   }

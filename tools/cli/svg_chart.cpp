@@ -10,7 +10,7 @@ namespace mq::tools {
 namespace {
 
 constexpr double kWidth = 760, kHeight = 420;
-constexpr double kLeft = 70, kRight = 230, kTop = 40, kBottom = 55;  // margins (legend right)
+constexpr double kLeft = 70, kRight = 170, kTop = 40, kBottom = 55;  // margins (legend right)
 
 // Matplotlib's default colour cycle, so the figures look like the reference's.
 constexpr const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -27,8 +27,8 @@ std::string escape(const std::string& s) {
   return out;
 }
 
-// About five round tick values over [lo, hi].
-std::vector<double> ticks(double lo, double hi) {
+// About five round tick values over [lo, hi]; whole numbers only when `integers` (epochs).
+std::vector<double> ticks(double lo, double hi, bool integers = false) {
   const double span = hi - lo;
   const double raw = span / 5;
   const double mag = std::pow(10.0, std::floor(std::log10(raw)));
@@ -38,6 +38,7 @@ std::vector<double> ticks(double lo, double hi) {
       step = m * mag;
       break;
     }
+  if (integers) step = std::max(1.0, std::round(step));
   std::vector<double> out;
   for (double t = std::ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) out.push_back(t);
   return out;
@@ -74,7 +75,10 @@ std::string svg_line_chart(const ChartText& text, const std::vector<ChartSeries>
     svg += fmt::format("<line x1=\"{0}\" x2=\"{1}\" y1=\"{2:.1f}\" y2=\"{2:.1f}\" stroke=\"#ddd\"/>"
                        "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\">{5:g}</text>\n",
                        kLeft, kLeft + pw, Y(t), kLeft - 6, Y(t) + 4, t);
-  for (double t : ticks(x0, x1))
+  bool integral_x = true;
+  for (const ChartSeries& s : series)
+    for (double x : s.x) integral_x = integral_x && x == std::round(x);
+  for (double t : ticks(x0, x1, integral_x))
     svg += fmt::format("<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1}\" y2=\"{2}\" stroke=\"#ddd\"/>"
                        "<text x=\"{0:.1f}\" y=\"{3}\" text-anchor=\"middle\">{4:g}</text>\n",
                        X(t), kTop, kTop + ph, kTop + ph + 16, t);
