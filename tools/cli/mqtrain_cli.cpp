@@ -344,6 +344,11 @@ MqtrainCommand parse_mqtrain_args(const std::vector<std::string>& args, std::ost
 }
 
 int run_mqtrain_command(const MqtrainCommand& c, const RunHooks& extra) {
+  // Under mpirun, the commands that do not train run once, on rank 0 (N copies of import-pth
+  // would write the same files at once).
+  const bool trains = c.command == Command::pretrain || c.command == Command::quantize ||
+                      c.command == Command::sweep;
+  if (!trains && job().rank() != 0) return 0;
   switch (c.command) {
     case Command::none:
       return c.exit_code;
