@@ -204,9 +204,9 @@ StepOutput MetaQuantTrainer::step(const Tensor& x, const Tensor& y, int64_t glob
   for (size_t j = 0; j < slices.size(); ++j) {
     const Slice& s = slices[j];
     // 2. t > 0: the meta gradient of every layer from the previous step's (g_W^, W~), in the
-    //    graph through phi (computed again for every slice, as a rank computes it).
-    split.reset();
-    if (t_ > 0) split = split_gradient(meta_gradient(meta_, g_all_, x_all_, state_, &next));
+    //    graph through phi; once per step, its graph kept for every slice's backward (each
+    //    backward is the function of its own dL/dWm that a rank runs on its slice).
+    if (t_ > 0 && j == 0) split = split_gradient(meta_gradient(meta_, g_all_, x_all_, state_, &next));
     for (size_t i = 0; i < layers_.size(); ++i)
       layers_[i].q->update = split ? MetaUpdate{&*split, offsets_[i], opt_->lr()} : MetaUpdate{};
     if (sliced)
@@ -231,7 +231,7 @@ StepOutput MetaQuantTrainer::step(const Tensor& x, const Tensor& y, int64_t glob
     } else {
       out.loss += loss.item() * s.weight;
       for (size_t i = 0; i < params.size(); ++i) params[i].set_grad(acc[i]);
-      mul_scalar(loss, s.weight).backward();
+      mul_scalar(loss, s.weight).backward(Tensor(), /*retain_graph=*/j + 1 < slices.size());
       for (size_t i = 0; i < params.size(); ++i) acc[i] = params[i].grad();
     }
     for (size_t i = 0; i < layers_.size(); ++i) {
