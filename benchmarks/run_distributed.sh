@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Data parallelism on the CPU (docs/distributed.md): ResNet20 training throughput of 2 MPI
 # ranks x 1 thread (`mpirun -np 2 mqtrain ... --threads 1`) against 1 process x 2 threads, per
-# model mode, alternated for ROUNDS rounds; and the allreduce's bytes and time per step as
+# model mode, alternated for ROUNDS rounds; and the collectives' bytes and time per step as
 # mqtrain reports them after each epoch. Images/s is the epoch's training throughput (the test
 # evaluation is not in it). One line per measurement, then a markdown summary.
 #   benchmarks/run_distributed.sh [--rounds 3] [--images 2560] [--modes "fp ste MultiFC FC-Grad LSTMFC"]
@@ -39,7 +39,7 @@ for ((r = 1; r <= rounds; r++)); do
     # shellcheck disable=SC2046
     two_out=$("${mpi[@]}" -np 2 "$bin" $(args_for "$mode" "2x1-$r") --threads 1)
     two=$(grep -o '[0-9.]* images/s' <<<"$two_out" | awk '{print $1}')
-    reduce=$(grep 'allreduce:' <<<"$two_out" | sed -E 's/.*allreduce: ([0-9.]+) MB and ([0-9.]+) ms.*/\1 \2/')
+    reduce=$(grep 'collectives:' <<<"$two_out" | sed -E 's/.*collectives: ([0-9.]+) MB and ([0-9.]+) ms.*/\1 \2/')
     echo "$r $mode $one $two $reduce" | tee -a "$out"
   done
 done
@@ -51,7 +51,7 @@ for line in open(sys.argv[1]):
     r, mode, one, two, mb, ms = line.split()
     rows[mode].append((float(one), float(two), float(mb), float(ms)))
 print(f"\nResNet20, batch 128, {sys.argv[2]} synthetic images per epoch, images/s per round:\n")
-print("| mode | 1 rank x 2 threads | 2 ranks x 1 thread | 2x1 / 1x2 | allreduce per step |")
+print("| mode | 1 rank x 2 threads | 2 ranks x 1 thread | 2x1 / 1x2 | collectives per step |")
 print("|---|---|---|---|---|")
 for mode, v in rows.items():
     one = " / ".join(f"{a:.0f}" for a, _, _, _ in v)

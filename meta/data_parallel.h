@@ -7,12 +7,14 @@
 // [floor(r n / N), floor((r + 1) n / N)) of the batch: the part its data loader builds
 // (LoaderOptions::part). Every slice's loss is weighted by its share of the batch, so the
 // summed gradients are those of the batch's mean loss. Per step, the ranks sum in one message:
-// every parameter gradient, for MetaQuant the meta network's gradients and the quantized
-// weights' g_W^ (the next step's meta input), the batch-norm statistics and the loss and
-// accuracy counts; every rank then takes the same optimizer step, so the models, the meta
-// network and its LSTM state stay identical. Batch norm normalizes each slice with its own
-// statistics (as PyTorch's DDP); the running statistics are updated once per step from the
-// mean over the slices of their batch mean and unbiased variance.
+// every parameter gradient, for MetaQuant dL/dG and the quantized weights' g_W^ (the next step's
+// meta input), the batch-norm statistics and the loss and accuracy counts; every rank then takes
+// the same optimizer step, so the models and the meta network stay identical. MetaQuant's meta
+// rows are cut into S parts too: a rank computes G (and the LSTM state) of its own parts only,
+// the parts of G are exchanged, and after the sum of dL/dG each rank runs the meta backward of
+// its parts; the meta network's gradients are summed in a second message. Batch norm normalizes
+// each slice with its own statistics (as PyTorch's DDP); the running statistics are updated once
+// per step from the mean over the slices of their batch mean and unbiased variance.
 //
 // With one rank and K = 1 nothing of this runs: the step is the plain one.
 #include <cstdint>

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 
 #include "engine/ops.h"
 
@@ -62,6 +63,29 @@ std::vector<Slice> slices_of(const Tensor& x, const Tensor& y, int64_t global,
     out.push_back({narrow_rows(x, b, e), narrow_rows(y, b, e), double(e - b) / double(n)});
   }
   return out;
+}
+
+// Rank r's rows [part_bounds(n, N, r)] of `full` ([n, ...], contiguous) sent to every rank, so
+// every rank holds all of them (the bytes as they are: no arithmetic, so no rounding).
+void gather_rows(Communicator& comm, Tensor& full) {
+  const int64_t n = full.size(0);
+  const auto [a, b] = part_bounds(n, comm.size(), comm.rank());
+  const Tensor mine = narrow_rows(full, a, b).to(Device::cpu());
+  const size_t bytes = size_t(mine.numel()) * dtype_size(mine.dtype());
+  const std::vector<std::string> all =
+      comm.allgather(std::string(static_cast<const char*>(mine.raw_data()), bytes));
+  for (int r = 0; r < comm.size(); ++r) {
+    if (r == comm.rank()) continue;
+    const auto [ra, rb] = part_bounds(n, comm.size(), r);
+    Shape shape = full.shape();
+    shape[0] = rb - ra;
+    Tensor host = Tensor::empty(shape, full.dtype());
+    MQ_CHECK(all[size_t(r)].size() == size_t(host.numel()) * dtype_size(host.dtype()),
+             "data parallel: rank {} sent {} bytes for rows [{}, {})", r, all[size_t(r)].size(),
+             ra, rb);
+    std::memcpy(host.raw_data(), all[size_t(r)].data(), all[size_t(r)].size());
+    narrow_rows(full, ra, rb).copy_(host);
+  }
 }
 
 std::vector<Tensor> defined_grads(const std::vector<Tensor>& params) {
@@ -201,12 +225,16 @@ StepOutput MetaQuantTrainer::step(const Tensor& x, const Tensor& y, int64_t glob
   StepOutput out;
   std::optional<SplitGradient> split;
   LstmState next;
+  std::vector<MetaRows> own;  // sliced: this rank's meta rows
+  Tensor dG_sum;              // sliced: the slices' (then the ranks') dL/dG, summed
   for (size_t j = 0; j < slices.size(); ++j) {
     const Slice& s = slices[j];
     // 2. t > 0: the meta gradient of every layer from the previous step's (g_W^, W~), in the
-    //    graph through phi; once per step, its graph kept for every slice's backward (each
-    //    backward is the function of its own dL/dWm that a rank runs on its slice).
-    if (t_ > 0 && j == 0) split = split_gradient(meta_gradient(meta_, g_all_, x_all_, state_, &next));
+    //    graph through phi. Sliced: this rank's parts of the rows, the others' gathered; their
+    //    backward runs once the slices' and ranks' dL/dWm are summed (below).
+    if (t_ > 0 && j == 0)
+      split = sliced ? sliced_meta_gradient(own)
+                     : split_gradient(meta_gradient(meta_, g_all_, x_all_, state_, &next));
     for (size_t i = 0; i < layers_.size(); ++i)
       layers_[i].q->update = split ? MetaUpdate{&*split, offsets_[i], opt_->lr()} : MetaUpdate{};
     if (sliced)
@@ -231,8 +259,13 @@ StepOutput MetaQuantTrainer::step(const Tensor& x, const Tensor& y, int64_t glob
     } else {
       out.loss += loss.item() * s.weight;
       for (size_t i = 0; i < params.size(); ++i) params[i].set_grad(acc[i]);
-      mul_scalar(loss, s.weight).backward(Tensor(), /*retain_graph=*/j + 1 < slices.size());
+      mul_scalar(loss, s.weight).backward();
       for (size_t i = 0; i < params.size(); ++i) acc[i] = params[i].grad();
+      // This slice's -lr * c * dL/dWm of every row (each backward rewrites the whole buffer).
+      if (split) {
+        if (j == 0) dG_sum = split->dG->clone();
+        else add_inplace(dG_sum, *split->dG);
+      }
     }
     for (size_t i = 0; i < layers_.size(); ++i) {
       const QuantState& q = *layers_[i].q;
@@ -247,7 +280,7 @@ StepOutput MetaQuantTrainer::step(const Tensor& x, const Tensor& y, int64_t glob
       }
     }
   }
-  if (t_ > 0 && meta_.config().kind == MetaKind::lstm_fc) state_ = next;
+  if (!sliced && t_ > 0 && meta_.config().kind == MetaKind::lstm_fc) state_ = next;
   if (sliced) {
     // Summed over the ranks: the gradients the next lines read. A quantized weight's own
     // gradient is replaced by c * G at t > 0, so it travels only at t = 0.
@@ -258,9 +291,29 @@ StepOutput MetaQuantTrainer::step(const Tensor& x, const Tensor& y, int64_t glob
       });
       if (acc[i].defined() && !replaced) sums.push_back(acc[i]);
     }
-    for (const Tensor& g : defined_grads(meta_.parameters())) sums.push_back(g);
     sums.push_back(g_next);
+    if (dG_sum.defined()) sums.push_back(dG_sum);
     reduce_step(std::move(sums), out.loss, out.correct, t_);
+    if (t_ > 0) {
+      // The meta backward of this rank's rows from the summed dL/dG, the parts' gradients
+      // added in order, then over the ranks.
+      for (MetaRows& m : own) m.G.backward(flat_view(dG_sum, m.a, {m.b - m.a}));
+      if (parallel_.comm) {
+        std::vector<Tensor> meta_grads = defined_grads(meta_.parameters());
+        parallel_.comm->allreduce_sum(meta_grads);
+      }
+      // Only now (the backward above read the old state's rows): the rows' new LSTM state.
+      if (meta_.config().kind == MetaKind::lstm_fc) {
+        const int64_t h = meta_.config().hidden;
+        if (state_.is_zero())
+          state_ = {Tensor::zeros({rows_, h}, g_all_.dtype(), g_all_.device()),
+                    Tensor::zeros({rows_, h}, g_all_.dtype(), g_all_.device())};
+        for (const MetaRows& m : own) {
+          narrow_rows(state_.h, m.a, m.b).copy_(m.next.h);
+          narrow_rows(state_.c, m.a, m.b).copy_(m.next.c);
+        }
+      }
+    }
   }
   g_all_ = g_next;
   x_all_ = x_next;
@@ -287,6 +340,39 @@ StepOutput MetaQuantTrainer::step(const Tensor& x, const Tensor& y, int64_t glob
     check_sync(all, t_);
   }
   return out;
+}
+
+SplitGradient MetaQuantTrainer::sliced_meta_gradient(std::vector<MetaRows>& own) {
+  const int S = parallel_.slices(), K = parallel_.accumulate, r = parallel_.rank();
+  const bool lstm = meta_.config().kind == MetaKind::lstm_fc;
+  Tensor G = Tensor::empty({rows_}, g_all_.dtype(), g_all_.device());
+  for (int q = 0; q < K; ++q) {
+    const auto [a, b] = part_bounds(rows_, S, r * K + q);
+    LstmState st;
+    if (!state_.is_zero()) st = {narrow_rows(state_.h, a, b), narrow_rows(state_.c, a, b)};
+    MetaRows m;
+    m.a = a;
+    m.b = b;
+    m.G = meta_gradient(meta_, flat_view(g_all_, a, {b - a}), flat_view(x_all_, a, {b - a}), st,
+                        lstm ? &m.next : nullptr);
+    flat_view(G, a, {b - a}).copy_(m.G.detach());
+    own.push_back(std::move(m));
+  }
+  if (parallel_.ranks() > 1) gather_rows(*parallel_.comm, G);
+  // The layers write -lr * c * dL/dWm into dG; the token has no history, as the meta backward
+  // runs per part once dG is summed over the slices and ranks.
+  SplitGradient s;
+  s.G = G;
+  s.dG = std::make_shared<Tensor>(Tensor::zeros({rows_}, G.dtype(), G.device()));
+  s.token = Tensor::zeros({}, G.dtype(), G.device());
+  return s;
+}
+
+void MetaQuantTrainer::gather_state() {
+  if (parallel_.ranks() > 1 && !state_.is_zero()) {
+    gather_rows(*parallel_.comm, state_.h);
+    gather_rows(*parallel_.comm, state_.c);
+  }
 }
 
 TensorMap MetaQuantTrainer::state_dict() const {

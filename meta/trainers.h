@@ -52,6 +52,9 @@ class QuantTrainer {
   // moves the tensors to the trainer's device.
   virtual TensorMap state_dict() const = 0;
   virtual void load_state_dict(const TensorMap& state) = 0;
+  // Data parallel: every rank calls it before rank 0 saves state_dict() (a rank may hold part
+  // of the state up to date only, as MetaQuant's LSTM state of its own meta rows).
+  virtual void gather_state() {}
 
  protected:
   // Sums `tensors` and the step's [loss, correct] over the ranks (nothing with one rank), then
@@ -100,8 +103,18 @@ class MetaQuantTrainer : public QuantTrainer {
   Model& model() override { return model_; }
   TensorMap state_dict() const override;
   void load_state_dict(const TensorMap& state) override;
+  void gather_state() override;
 
  private:
+  // Sliced steps (meta/data_parallel.h) split the meta network's rows into as many parts as the
+  // batch has slices; a rank computes its own parts (rows [a, b)), keeping each one's graph.
+  struct MetaRows {
+    int64_t a = 0, b = 0;
+    Tensor G;        // with history into phi
+    LstmState next;  // LSTMFC: the new state of these rows
+  };
+  SplitGradient sliced_meta_gradient(std::vector<MetaRows>& own);
+
   Model& model_;
   MetaNet& meta_;
   MetaQuantOptions options_;

@@ -16,11 +16,12 @@
 
 namespace mq {
 
-// What allreduce_sum has moved so far (benchmarks and the epoch line report it per step).
+// What allreduce_sum and allgather have moved so far (benchmarks and the epoch line report it
+// per step).
 struct CommStats {
   int64_t calls = 0;
   int64_t bytes = 0;     // per rank, as sent
-  double seconds = 0;    // wall time inside allreduce_sum, packing included
+  double seconds = 0;    // wall time inside the collectives, packing included
 };
 
 class Communicator {

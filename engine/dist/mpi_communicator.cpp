@@ -83,6 +83,8 @@ class MpiCommunicator final : public Communicator {
   }
 
   std::vector<std::string> allgather(const std::string& bytes) override {
+    const auto start = std::chrono::steady_clock::now();
+    stats_.bytes += static_cast<int64_t>(bytes.size());
     const int n = static_cast<int>(bytes.size());
     std::vector<int> sizes(static_cast<size_t>(size_)), offsets(sizes.size());
     check_mpi(MPI_Allgather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, MPI_COMM_WORLD),
@@ -99,6 +101,9 @@ class MpiCommunicator final : public Communicator {
     std::vector<std::string> out;
     for (size_t r = 0; r < sizes.size(); ++r)
       out.push_back(all.substr(static_cast<size_t>(offsets[r]), static_cast<size_t>(sizes[r])));
+    ++stats_.calls;
+    stats_.seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return out;
   }
 

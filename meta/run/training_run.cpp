@@ -383,9 +383,9 @@ RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks, C
                 "%.0f images/s, lr %g\n",
                 e + 1, s.epochs, r.loss, r.acc, acc, progress.best, r.images_per_s, lr);
     if (parallel.comm && reduced.calls > before.comm.calls) {
-      // The allreduce's share of the epoch's training steps (evaluation excluded).
+      // The collectives' share of the epoch's training steps (evaluation excluded).
       const double steps = double(iter - before.iterations);
-      std::printf("  allreduce: %.2f MB and %.1f ms per step (%.1f%% of the step time)\n",
+      std::printf("  collectives: %.2f MB and %.1f ms per step (%.1f%% of the step time)\n",
                   double(reduced.bytes - before.comm.bytes) / 1e6 / steps,
                   (reduced.seconds - before.comm.seconds) * 1e3 / steps,
                   100.0 * (reduced.seconds - before.comm.seconds) / std::max(r.seconds, 1e-9));
@@ -406,6 +406,7 @@ RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks, C
     progress.lr = next;
     progress.schedule = schedule.state();
     progress.finished = stop || e + 1 == s.epochs;
+    trainer->gather_state();  // on every rank: it may exchange rows of the trainer's state
     if (lead) save_run_checkpoint(checkpoint, model, *trainer, progress, identity);
   }
   if (s.resume && progress.epochs_done == first_epoch)
