@@ -177,8 +177,7 @@ const std::string kTwoEpochs = " -d synthetic:160 -bs 40 -n 2";
 // near zero changes sign, so its quantized value jumps. Measured from random weights (batch 128,
 // -np 4 against --accumulate 4): the running loss agrees within 1e-4 for 3-4 steps and then
 // drifts, over 8 steps by 5e-4 (SGD-M), 1e-4 (MultiFC), 3e-3 (LSTMFC) and 4e-2 (STE Adam,
-// whose first step after the epoch boundary jumps; the MetaQuant figures from before the meta
-// rows were split over the slices). The golden traces are 1 to 5 steps too.
+// whose first step after the epoch boundary jumps). The golden traces are 1 to 5 steps too.
 const std::string kThreeSteps = " -d synthetic:384 -bs 128 -n 1";
 
 std::string common_args(const fs::path& dir, const std::string& data) {
