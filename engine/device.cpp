@@ -2,6 +2,7 @@
 
 #include "engine/cuda/cuda_api.h"
 #include "kernels/base/error.h"
+#include "kernels/base/text.h"
 
 namespace mq {
 
@@ -12,15 +13,8 @@ Device Device::parse(const std::string& text) {
   if (text == "auto") return cuda_device_count() > 0 ? cuda(0) : cpu();
   if (text == "cuda" || text.rfind("cuda:", 0) == 0) {
     int index = 0;
-    if (text.size() > 5) {
-      try {
-        size_t used = 0;
-        index = std::stoi(text.substr(5), &used);
-        MQ_CHECK(used == text.size() - 5, "bad");
-      } catch (const std::exception&) {
-        fail("--device '{}': expected cuda:N with N a device number", text);
-      }
-    }
+    MQ_CHECK(text.size() <= 5 || parse_whole(text.substr(5), index),
+             "--device '{}': expected cuda:N with N a device number", text);
     MQ_CHECK(cuda::built_with_cuda(),
              "--device {}: this mq was built without CUDA; rebuild with the CUDA toolkit "
              "(cmake -DMQ_CUDA=ON) or use --device cpu", text);

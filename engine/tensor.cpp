@@ -243,17 +243,25 @@ void check_dim(const Tensor& t, int64_t dim, const char* op, const char* arg) {
            t.describe());
 }
 
+Tensor flat_view(const Tensor& flat, int64_t offset, const Shape& shape) {
+  MQ_CHECK(offset >= 0 && offset + shape_numel(shape) <= flat.numel(),
+           "flat_view: {} elements from {} do not fit in {}", shape_numel(shape), offset,
+           flat.describe());
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = flat.impl().storage;
+  impl->offset = flat.impl().offset + static_cast<size_t>(offset);
+  impl->shape = shape;
+  impl->dtype = flat.dtype();
+  return Tensor(impl);
+}
+
 Tensor narrow_rows(const Tensor& t, int64_t begin, int64_t end) {
   MQ_CHECK(t.defined() && t.dim() >= 1 && begin >= 0 && begin <= end && end <= t.size(0),
            "narrow_rows: rows [{}, {}) of {}", begin, end, t.defined() ? t.describe() : "undefined");
   const int64_t row = t.size(0) ? t.numel() / t.size(0) : 0;
-  auto impl = std::make_shared<TensorImpl>();
-  impl->storage = t.impl().storage;
-  impl->offset = t.impl().offset + static_cast<size_t>(begin * row);
-  impl->shape = t.shape();
-  impl->shape[0] = end - begin;
-  impl->dtype = t.dtype();
-  return Tensor(impl);
+  Shape shape = t.shape();
+  shape[0] = end - begin;
+  return flat_view(t, begin * row, shape);
 }
 
 }  // namespace mq

@@ -97,6 +97,9 @@ class Tensor {
   std::shared_ptr<TensorImpl> impl_;
 };
 
+// A view of `numel(shape)` elements of the contiguous tensor `flat` from element `offset`
+// (shares storage, no history).
+Tensor flat_view(const Tensor& flat, int64_t offset, const Shape& shape);
 // Rows [begin, end) of dim 0 as a view sharing storage (no history): a slice of a batch.
 Tensor narrow_rows(const Tensor& t, int64_t begin, int64_t end);
 

@@ -1,6 +1,7 @@
 #include "meta/data_parallel.h"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include <fmt/format.h>
@@ -64,6 +65,27 @@ std::vector<Tensor> BatchNormSync::sums() const {
 void BatchNormSync::apply(int slices) {
   for (BatchNorm2d* bn : layers_)
     if (bn->stats_sum.batches > 0) bn->apply_stats(slices);
+}
+
+void gather_rows(Communicator& comm, Tensor& full) {
+  const int64_t n = full.size(0);
+  const auto [a, b] = part_bounds(n, comm.size(), comm.rank());
+  const Tensor mine = narrow_rows(full, a, b).to(Device::cpu());
+  const size_t bytes = size_t(mine.numel()) * dtype_size(mine.dtype());
+  const std::vector<std::string> all =
+      comm.allgather(std::string(static_cast<const char*>(mine.raw_data()), bytes));
+  for (int r = 0; r < comm.size(); ++r) {
+    if (r == comm.rank()) continue;
+    const auto [ra, rb] = part_bounds(n, comm.size(), r);
+    Shape shape = full.shape();
+    shape[0] = rb - ra;
+    Tensor host = Tensor::empty(shape, full.dtype());
+    MQ_CHECK(all[size_t(r)].size() == size_t(host.numel()) * dtype_size(host.dtype()),
+             "data parallel: rank {} sent {} bytes for rows [{}, {})", r, all[size_t(r)].size(),
+             ra, rb);
+    std::memcpy(host.raw_data(), all[size_t(r)].data(), all[size_t(r)].size());
+    narrow_rows(full, ra, rb).copy_(host);
+  }
 }
 
 uint64_t checksum(const std::vector<Tensor>& tensors) {

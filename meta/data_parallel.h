@@ -61,6 +61,11 @@ class BatchNormSync {
   std::vector<BatchNorm2d*> layers_;
 };
 
+// Every rank's rows [part_bounds(n, N, r)] of `full` ([n, ...], contiguous) copied to all ranks,
+// so that each holds all of them (bytes as they are: no arithmetic, no rounding). MetaQuant's
+// G and LSTM state, of which each rank computes its own rows.
+void gather_rows(Communicator& comm, Tensor& full);
+
 // FNV-1a of the bytes of every tensor (copied to the host when on CUDA).
 uint64_t checksum(const std::vector<Tensor>& tensors);
 // Compares this rank's checksum with every other rank's; mq::Error naming the ranks that

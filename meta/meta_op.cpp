@@ -231,16 +231,4 @@ SplitGradient split_gradient(const Tensor& G) {
   return s;
 }
 
-Tensor flat_view(const Tensor& flat, int64_t offset, const Shape& shape) {
-  MQ_CHECK(offset >= 0 && offset + shape_numel(shape) <= flat.numel(),
-           "flat_view: {} elements from {} do not fit in {}", shape_numel(shape), offset,
-           flat.describe());
-  auto impl = std::make_shared<TensorImpl>();
-  impl->storage = flat.impl().storage;
-  impl->offset = flat.impl().offset + static_cast<size_t>(offset);
-  impl->shape = shape;
-  impl->dtype = flat.dtype();
-  return Tensor(impl);
-}
-
 }  // namespace mq

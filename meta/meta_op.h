@@ -36,8 +36,4 @@ struct SplitGradient {
 };
 SplitGradient split_gradient(const Tensor& G);
 
-// A view of `numel(shape)` elements of the contiguous tensor `flat` from `offset` (shares
-// storage, no history).
-Tensor flat_view(const Tensor& flat, int64_t offset, const Shape& shape);
-
 }  // namespace mq

@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstring>
 
 #include "engine/ops.h"
+#include "kernels/base/text.h"
 
 namespace mq {
 namespace {
@@ -65,27 +65,24 @@ std::vector<Slice> slices_of(const Tensor& x, const Tensor& y, int64_t global,
   return out;
 }
 
-// Rank r's rows [part_bounds(n, N, r)] of `full` ([n, ...], contiguous) sent to every rank, so
-// every rank holds all of them (the bytes as they are: no arithmetic, so no rounding).
-void gather_rows(Communicator& comm, Tensor& full) {
-  const int64_t n = full.size(0);
-  const auto [a, b] = part_bounds(n, comm.size(), comm.rank());
-  const Tensor mine = narrow_rows(full, a, b).to(Device::cpu());
-  const size_t bytes = size_t(mine.numel()) * dtype_size(mine.dtype());
-  const std::vector<std::string> all =
-      comm.allgather(std::string(static_cast<const char*>(mine.raw_data()), bytes));
-  for (int r = 0; r < comm.size(); ++r) {
-    if (r == comm.rank()) continue;
-    const auto [ra, rb] = part_bounds(n, comm.size(), r);
-    Shape shape = full.shape();
-    shape[0] = rb - ra;
-    Tensor host = Tensor::empty(shape, full.dtype());
-    MQ_CHECK(all[size_t(r)].size() == size_t(host.numel()) * dtype_size(host.dtype()),
-             "data parallel: rank {} sent {} bytes for rows [{}, {})", r, all[size_t(r)].size(),
-             ra, rb);
-    std::memcpy(host.raw_data(), all[size_t(r)].data(), all[size_t(r)].size());
-    narrow_rows(full, ra, rb).copy_(host);
+// A slice's loss, its correct predictions and its backward into `out`. Alone (not sliced), the
+// step's loss, checked at once; sliced, weighted by the slice's share of the batch, and checked
+// only once summed over the ranks (a rank alone must not stop). `prepare` runs just before the
+// backward (it sets the gradients the backward accumulates into).
+template <class Prepare>
+void slice_backward(const Tensor& logits, const Slice& s, bool sliced, int64_t t, StepOutput& out,
+                    Prepare&& prepare) {
+  Tensor loss = cross_entropy(logits, s.y);
+  out.correct += count_correct(logits, s.y);
+  if (sliced) {
+    out.loss += loss.item() * s.weight;
+    loss = mul_scalar(loss, s.weight);
+  } else {
+    out.loss = checked_loss(loss, t);
+    out.logits = logits.detach();
   }
+  prepare();
+  loss.backward();
 }
 
 std::vector<Tensor> defined_grads(const std::vector<Tensor>& params) {
@@ -141,24 +138,11 @@ StepOutput SteTrainer::step(const Tensor& x, const Tensor& y, int64_t global) {
   const bool sliced = parallel_.slices() > 1;
   StepOutput out;
   if (sliced) bn_sync_->defer(true);
-  for (const Slice& s : slices) {
-    Tensor logits = model_.forward(s.x);
-    Tensor loss = cross_entropy(logits, s.y);
-    out.correct += count_correct(logits, s.y);
-    if (!sliced) {
-      out.loss = checked_loss(loss, t_);
-      out.logits = logits.detach();
-      loss.backward();
-    } else {
-      // The loss is checked once summed over the ranks: a rank alone must not stop.
-      out.loss += loss.item() * s.weight;
-      mul_scalar(loss, s.weight).backward();
-    }
-  }
+  for (const Slice& s : slices) slice_backward(model_.forward(s.x), s, sliced, t_, out, [] {});
   if (sliced) reduce_step(defined_grads(model_.parameters()), out.loss, out.correct, t_);
   opt_->step();
   ++t_;
-  check_sync(model_.parameters(), t_);
+  if (parallel_.check_every > 0) check_sync(model_.parameters(), t_);
   return out;
 }
 
@@ -190,6 +174,10 @@ MetaQuantTrainer::MetaQuantTrainer(Model& model, MetaNet& meta, MetaQuantOptions
     rows_ += l.layer->weight.numel();
     l.q->update = {};
   }
+  for (const Tensor& p : model_.parameters())
+    quantized_weight_.push_back(std::any_of(layers_.begin(), layers_.end(), [&](const auto& l) {
+      return l.layer->weight.impl_ptr() == p.impl_ptr();
+    }));
   const Tensor& w0 = layers_.front().layer->weight;
   for (const Tensor& p : meta_.parameters())
     MQ_CHECK(p.device() == w0.device() && p.dtype() == w0.dtype(),
@@ -248,18 +236,12 @@ StepOutput MetaQuantTrainer::step(const Tensor& x, const Tensor& y, int64_t glob
       throw;
     }
     for (auto& l : layers_) l.q->update = {};
-    // 4. zero the model's gradients, mean cross-entropy, backward.
-    Tensor loss = cross_entropy(logits, s.y);
-    out.correct += count_correct(logits, s.y);
-    if (!sliced) {
-      out.loss = checked_loss(loss, t_);
-      out.logits = logits.detach();
-      model_.zero_grad();
-      loss.backward();
-    } else {
-      out.loss += loss.item() * s.weight;
-      for (size_t i = 0; i < params.size(); ++i) params[i].set_grad(acc[i]);
-      mul_scalar(loss, s.weight).backward();
+    // 4. zero the model's gradients (sliced: the slices' sum so far), mean cross-entropy,
+    //    backward.
+    slice_backward(logits, s, sliced, t_, out, [&] {
+      for (size_t i = 0; i < params.size(); ++i) params[i].set_grad(sliced ? acc[i] : Tensor());
+    });
+    if (sliced) {
       for (size_t i = 0; i < params.size(); ++i) acc[i] = params[i].grad();
       // This slice's -lr * c * dL/dWm of every row (each backward rewrites the whole buffer).
       if (split) {
@@ -285,12 +267,8 @@ StepOutput MetaQuantTrainer::step(const Tensor& x, const Tensor& y, int64_t glob
     // Summed over the ranks: the gradients the next lines read. A quantized weight's own
     // gradient is replaced by c * G at t > 0, so it travels only at t = 0.
     std::vector<Tensor> sums;
-    for (size_t i = 0; i < params.size(); ++i) {
-      const bool replaced = t_ > 0 && std::any_of(layers_.begin(), layers_.end(), [&](auto& l) {
-        return l.layer->weight.impl_ptr() == params[i].impl_ptr();
-      });
-      if (acc[i].defined() && !replaced) sums.push_back(acc[i]);
-    }
+    for (size_t i = 0; i < params.size(); ++i)
+      if (acc[i].defined() && !(t_ > 0 && quantized_weight_[i])) sums.push_back(acc[i]);
     sums.push_back(g_next);
     if (dG_sum.defined()) sums.push_back(dG_sum);
     reduce_step(std::move(sums), out.loss, out.correct, t_);
@@ -444,14 +422,8 @@ LrSchedule LrSchedule::adaptive(int patience) {
 
 LrSchedule LrSchedule::parse(const std::string& text) {
   if (text == "adaptive") return adaptive();
-  size_t used = 0;
   int n = 0;
-  try {
-    n = std::stoi(text, &used);
-  } catch (...) {
-    used = 0;
-  }
-  MQ_CHECK(used == text.size() && used > 0 && n >= 1,
+  MQ_CHECK(parse_whole(text, n) && n >= 1,
            "lr schedule '{}': expected a number of epochs N >= 1 or 'adaptive'", text);
   return every(n);
 }

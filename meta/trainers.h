@@ -121,6 +121,7 @@ class MetaQuantTrainer : public QuantTrainer {
   std::unique_ptr<Optimizer> opt_, meta_opt_;
   std::vector<QuantLayerRef> layers_;
   std::vector<int64_t> offsets_;
+  std::vector<bool> quantized_weight_;  // per model parameter: a quantized layer's weight
   int64_t rows_ = 0;
   Tensor g_all_, x_all_;  // g_W^ and W~ of the last step, all layers concatenated
   LstmState state_;

@@ -184,19 +184,6 @@ std::string common_args(const fs::path& dir, const std::string& data) {
   return data + " --threads 1 --seed 3 --run r --results " + (dir / "results").string();
 }
 
-// metrics.jsonl without its timings.
-std::string metrics_without_timing(const fs::path& file) {
-  std::istringstream in(test::slurp(file));
-  std::string out;
-  for (std::string line; std::getline(in, line);) {
-    nlohmann::json j = nlohmann::json::parse(line);
-    j.erase("images_per_s");
-    j.erase("seconds");
-    out += j.dump() + "\n";
-  }
-  return out;
-}
-
 // "iter, value" lines of a log.
 std::vector<double> log_values(const fs::path& file) {
   std::vector<double> v;
@@ -231,8 +218,8 @@ TEST_CASE("data parallel: mpirun -np 2 equals --accumulate 2 bit for bit", "[mpi
         INFO(f);
         REQUIRE(test::slurp(one / f) == test::slurp(two / f));
       }
-      REQUIRE(metrics_without_timing(one / "metrics.jsonl") ==
-              metrics_without_timing(two / "metrics.jsonl"));
+      REQUIRE(test::metrics_without_timing(test::slurp(one / "metrics.jsonl")) ==
+              test::metrics_without_timing(test::slurp(two / "metrics.jsonl")));
       REQUIRE(log_values(one / "loss.txt").size() == 8);  // 4 steps x 2 epochs
       fs::remove_all(base);
     }

@@ -403,19 +403,6 @@ Covered covered_now(const fs::path& dir) {
   return c;
 }
 
-// metrics.jsonl without its timings (images/s, seconds), which no two runs share.
-std::string metrics_without_timing(const std::string& text) {
-  std::string out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    nlohmann::json j = nlohmann::json::parse(line);
-    j.erase("images_per_s");
-    j.erase("seconds");
-    out += j.dump() + "\n";
-  }
-  return out;
-}
-
 std::map<std::string, std::string> files_in(const fs::path& dir) {
   std::map<std::string, std::string> out;
   for (const auto& e : fs::directory_iterator(dir))

@@ -11,6 +11,8 @@
 #include <sstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "engine/io/file.h"
 
 extern char** environ;
@@ -38,6 +40,18 @@ std::vector<std::string> split(const std::string& args) {
 
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
+}
+
+std::string metrics_without_timing(const std::string& text) {
+  std::string out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    j.erase("images_per_s");
+    j.erase("seconds");
+    out += j.dump() + "\n";
+  }
+  return out;
 }
 
 pid_t spawn(const std::string& tool, const std::vector<std::string>& args, const fs::path& out) {

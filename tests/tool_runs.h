@@ -15,6 +15,8 @@ std::filesystem::path fresh_dir(const std::string& prefix, const std::string& na
 std::string slurp(const std::filesystem::path& p);  // a whole file
 std::vector<std::string> split(const std::string& args);  // on whitespace, no quoting
 bool contains(const std::string& text, const std::string& part);
+// The text of a metrics.jsonl without its timings (images/s, seconds), which no two runs share.
+std::string metrics_without_timing(const std::string& text);
 
 struct Exit {
   int code = -1;   // exit status when it exited

@@ -2,8 +2,6 @@
 
 #include <cstdlib>
 
-#include "engine/storage.h"
-
 namespace mq {
 namespace {
 
@@ -22,16 +20,6 @@ class SingleProcess final : public Communicator {
   void barrier() override {}
   [[noreturn]] void abort(int code) override { std::exit(code); }
 };
-
-// A view of `numel` elements of `flat` from element `offset`, shaped `shape`.
-Tensor view_of(const Tensor& flat, int64_t offset, const Shape& shape) {
-  auto impl = std::make_shared<TensorImpl>();
-  impl->storage = flat.impl().storage;
-  impl->offset = flat.impl().offset + static_cast<size_t>(offset);
-  impl->shape = shape;
-  impl->dtype = flat.dtype();
-  return Tensor(impl);
-}
 
 }  // namespace
 
@@ -61,7 +49,7 @@ std::vector<PackedTensors> pack_tensors(const std::vector<Tensor>& tensors) {
     packs[g].flat = Tensor::empty({totals[g]}, first.dtype(), first.device());
     int64_t at = 0;
     for (const Tensor& t : packs[g].parts) {
-      view_of(packs[g].flat, at, t.shape()).copy_(t);
+      flat_view(packs[g].flat, at, t.shape()).copy_(t);
       at += t.numel();
     }
   }
@@ -73,7 +61,7 @@ void unpack_tensors(const std::vector<PackedTensors>& packs) {
     int64_t at = 0;
     for (const Tensor& t : p.parts) {
       Tensor dst = t;
-      dst.copy_(view_of(p.flat, at, t.shape()));
+      dst.copy_(flat_view(p.flat, at, t.shape()));
       at += t.numel();
     }
   }

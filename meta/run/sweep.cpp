@@ -14,14 +14,8 @@ struct Key {
 };
 
 double number(const std::string& key, const std::string& v) {
-  size_t used = 0;
   double d = 0;
-  try {
-    d = std::stod(v, &used);
-  } catch (...) {
-    used = 0;
-  }
-  MQ_CHECK(used == v.size() && used > 0, "--grid {}={}: not a number", key, v);
+  MQ_CHECK(parse_whole(v, d), "--grid {}={}: not a number", key, v);
   return d;
 }
 int integer(const std::string& key, const std::string& v) {
