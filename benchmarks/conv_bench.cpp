@@ -1,6 +1,8 @@
 // Times the CPU conv backend (forward, backward-input, backward-weight) on every ResNet20 conv
 // shape at batch 128; compare with benchmarks/conv_bench_torch.py (same shapes, same threads).
-// Usage: conv_bench [--threads 2] [--reps 10] [--batch 128]
+// Usage: conv_bench [--threads 2] [--reps 10] [--batch 128] [--library default|own|onednn]
+// (--library: which implementation runs every pass; default: the engine's choice per pass,
+// engine/cpu/conv_library.h)
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -10,6 +12,7 @@
 #include <random>
 
 #include "engine/backend.h"
+#include "engine/cpu/conv_library.h"
 #include "engine/parallel.h"
 
 using namespace mq;
@@ -74,11 +77,23 @@ int main(int argc, char** argv) {
   app.add_option("--batch", batch, "batch size");
   std::string clock = "wall";
   app.add_option("--clock", clock, "wall or cpu (process CPU time)")->check(CLI::IsMember({"wall", "cpu"}));
+  std::string library = "default";
+  app.add_option("--library", library, "default, own or onednn")
+      ->check(CLI::IsMember({"default", "own", "onednn"}));
   CLI11_PARSE(app, argc, argv);
+  if (library != "default" && library != "own" && !cpu::onednn_built()) {
+    std::fprintf(stderr, "conv_bench: --library %s: this build has no oneDNN (libdnnl-dev)\n",
+                 library.c_str());
+    return 1;
+  }
+  if (library == "own") cpu::set_conv_library(cpu::ConvLibrary::own);
+  if (library == "onednn") cpu::set_conv_library(cpu::ConvLibrary::onednn);
   set_num_threads(threads);
   g_cpu_clock = clock == "cpu";
-  std::printf("mq conv (f32, batch %ld, %d threads), best of %d, %s ms\n", long(batch), threads,
-              reps, clock.c_str());
+  std::printf("mq conv (f32, batch %ld, %d threads), best of %d, %s ms; libraries: %s\n",
+              long(batch), threads, reps, clock.c_str(),
+              library == "default" ? "the engine's choice per pass and shape (after each time: m = mq, o = oneDNN)"
+                                   : library.c_str());
   std::printf("%-20s %9s %9s %9s %9s %8s\n", "shape", "fwd", "bwd_in", "bwd_w", "total",
               "GFLOP/s");
   double sum = 0;
@@ -96,7 +111,13 @@ int main(int argc, char** argv) {
     const double flop = 2.0 * batch * s.k * o * o * s.c * s.r * s.r;
     const double total = f + bi + bw;
     sum += total;
-    std::printf("%-20s %9.2f %9.2f %9.2f %9.2f %8.1f\n", s.name, f, bi, bw, total,
+    auto lib = [&](cpu::ConvPass pass) {
+      const auto l = cpu::conv_library(pass, s.c, s.k, s.r, s.r);
+      return l == cpu::ConvLibrary::onednn ? 'o' : 'm';
+    };
+    std::printf("%-20s %8.2f%c %8.2f%c %8.2f%c %9.2f %8.1f\n", s.name, f, lib(cpu::ConvPass::forward),
+                bi, lib(cpu::ConvPass::backward_input), bw, lib(cpu::ConvPass::backward_weight),
+                total,
                 3 * flop / (total * 1e6));
   }
   std::printf("sum over shapes: %.2f ms\n", sum);

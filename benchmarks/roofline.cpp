@@ -3,7 +3,8 @@
 // this core and with the kernel the environment forces, each naming the kernel it ran; the
 // copy bandwidth), then every pass of a step at batch 128 timed alone with its arithmetic, as
 // GFLOP/s against the peak (convolutions, meta GEMMs) or GB/s against the copy bandwidth (batch
-// norm, ReLU, the quantizer). The passes' sum is a step without the framework around it.
+// norm, ReLU, the quantizer). The passes' sum is a step without the framework around it. Every
+// conv pass is timed on mq's own kernel and on oneDNN; its "ms" is the one the engine runs.
 //   roofline [--threads 2] [--reps 5] [--batch 128] [--gemm 2048]
 // OpenBLAS (Debian's libopenblas0) is loaded at run time in a child process, once with
 // OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE as the environment sets them and once without them;
@@ -17,11 +18,13 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <fmt/format.h>
 #include <string>
 #include <vector>
 
 #include "engine/backend.h"
+#include "engine/cpu/conv_library.h"
 #include "engine/ops.h"
 #include "engine/parallel.h"
 #include "meta/meta_op.h"
@@ -135,10 +138,31 @@ const ActShape kActs[] = {{16, 32, 7, 7}, {32, 16, 7, 6}, {64, 8, 7, 6}};
 struct Row {
   std::string pass;
   int count;
-  double ms;        // all `count` occurrences
+  double ms;        // all `count` occurrences, as the engine runs them
   double work;      // GFLOP or GB (all occurrences)
   bool flops;       // work is GFLOP (else GB moved)
+  // Conv passes: all occurrences on mq's own kernel and on oneDNN (< 0: not measured), and
+  // which of the two the engine runs.
+  double own_ms = -1, onednn_ms = -1;
+  const char* used = "";
 };
+
+// A conv pass timed on each library and as the engine picks (conv_library.h).
+Row conv_row(const std::string& pass, const ConvShape& s, cpu::ConvPass kind, double flop,
+             int reps, const std::function<void()>& run) {
+  Row row{pass, s.count, 0, flop, true};
+  cpu::set_conv_library(cpu::ConvLibrary::own);
+  row.own_ms = 1e3 * s.count * best_s(reps, run);
+  if (cpu::onednn_built()) {
+    cpu::set_conv_library(cpu::ConvLibrary::onednn);
+    row.onednn_ms = 1e3 * s.count * best_s(reps, run);
+  }
+  cpu::reset_conv_library();
+  const auto lib = cpu::conv_library(kind, s.c, s.k, s.r, s.r);
+  row.used = cpu::conv_library_name(lib);
+  row.ms = lib == cpu::ConvLibrary::onednn ? row.onednn_ms : row.own_ms;
+  return row;
+}
 
 }  // namespace
 
@@ -211,15 +235,15 @@ int main(int argc, char** argv) {
       Tensor y = Tensor::empty({batch, s.k, o, o}), gy = random_tensor(y.shape(), 6);
       Tensor gx = Tensor::empty(x.shape()), gw = Tensor::empty(w.shape());
       const double flop = 2.0 * batch * s.k * o * o * s.c * s.r * s.r / 1e9 * s.count;
-      rows.push_back({fmt::format("conv fwd    {}", s.name), s.count,
-                      1e3 * s.count * best_s(reps, [&] { cpu::conv2d_forward(x, w, y, p); }), flop, true});
+      rows.push_back(conv_row(fmt::format("conv fwd    {}", s.name), s, cpu::ConvPass::forward,
+                              flop, reps, [&] { cpu::conv2d_forward(x, w, y, p); }));
       if (s.c > 3)  // the first conv's input gradient is not needed (the input is data)
-        rows.push_back({fmt::format("conv bwd-in {}", s.name), s.count,
-                        1e3 * s.count * best_s(reps, [&] { cpu::conv2d_backward_input(gy, w, gx, p); }),
-                        flop, true});
-      rows.push_back({fmt::format("conv bwd-w  {}", s.name), s.count,
-                      1e3 * s.count * best_s(reps, [&] { cpu::conv2d_backward_weight(gy, x, gw, p); }),
-                      flop, true});
+        rows.push_back(conv_row(fmt::format("conv bwd-in {}", s.name), s,
+                                cpu::ConvPass::backward_input, flop, reps,
+                                [&] { cpu::conv2d_backward_input(gy, w, gx, p); }));
+      rows.push_back(conv_row(fmt::format("conv bwd-w  {}", s.name), s,
+                              cpu::ConvPass::backward_weight, flop, reps,
+                              [&] { cpu::conv2d_backward_weight(gy, x, gw, p); }));
     }
     for (const ActShape& s : kActs) {
       Tensor x = random_tensor({batch, s.c, s.h, s.h}, 7), gy = random_tensor(x.shape(), 8);
@@ -280,15 +304,19 @@ int main(int argc, char** argv) {
     }
 
     // ---- report ----
-    fmt::print("{:<44} {:>5} {:>9} {:>9} {:>10} {:>8}\n", "pass", "count", "ms", "work",
-               "rate", "of limit");
+    fmt::print("{:<44} {:>5} {:>9} {:>9} {:>10} {:>8}   {}\n", "pass", "count", "ms", "work",
+               "rate", "of limit", "convs: ms on mq's kernel / oneDNN, the one used");
     double total = 0, conv = 0;
     for (const Row& r : rows) {
       const double rate = r.work / (r.ms / 1e3);
       const double limit = r.flops ? peak : copy_gbs;
-      fmt::print("{:<44} {:>5} {:>9.2f} {:>6.2f} {} {:>6.1f} {} {:>7.0f}%\n", r.pass, r.count,
-                 r.ms, r.work, r.flops ? "GF" : "GB", rate, r.flops ? "GF/s" : "GB/s",
-                 100 * rate / limit);
+      std::string libs;
+      if (r.own_ms >= 0)
+        libs = r.onednn_ms >= 0 ? fmt::format("{:.2f} / {:.2f}, {}", r.own_ms, r.onednn_ms, r.used)
+                                : fmt::format("{:.2f} / (no oneDNN), {}", r.own_ms, r.used);
+      fmt::print("{:<44} {:>5} {:>9.2f} {:>6.2f} {} {:>6.1f} {} {:>7.0f}%   {}\n", r.pass,
+                 r.count, r.ms, r.work, r.flops ? "GF" : "GB", rate, r.flops ? "GF/s" : "GB/s",
+                 100 * rate / limit, libs);
       if (!r.pass.starts_with("meta")) total += r.ms;
       if (r.pass.starts_with("conv")) conv += r.ms;
     }

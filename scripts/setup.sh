@@ -8,6 +8,8 @@ packages=(
   dataset-fashion-mnist
   # data-parallel training (MPI) and its tests (mpirun)
   libopenmpi-dev openmpi-bin
+  # oneDNN for the CPU convolution passes where it is faster than mq's own kernels
+  libdnnl-dev
   # the sanitizer and fuzzing build (scripts/sanitize.sh, scripts/fuzz.sh): clang with its
   # ASan/UBSan/libFuzzer runtimes, clang's OpenMP runtime, llvm-symbolizer for the stacks
   clang-14 libclang-rt-14-dev libomp-14-dev llvm-14

@@ -9,7 +9,8 @@
 #include <cstring>
 #include <string>
 
-#include "engine/cpu/sgemm_kernel.h"
+#include "engine/cpu/conv_library.h"
+#include "kernels/nn/sgemm_kernel.h"
 #include "op_test.h"
 
 using namespace mq;
@@ -50,14 +51,8 @@ std::vector<float> onednn_order_conv(const std::vector<float>& x, const std::vec
   return y;
 }
 
-}  // namespace
 
-TEST_CASE("conv2d f32 forward sums in oneDNN's order, bit for bit", "[nn]") {
-#if !MQ_HAVE_SGEMM_KERNEL
-  WARN("skipped: built without AVX-512 or AVX2+FMA, the f32 conv runs Eigen's GEMM, which sums in its own order");
-  return;
-#endif
-  const std::vector<OrderCase> cases = {
+const std::vector<OrderCase> kOrderCases = {
       // n  c   h   w   k  r  s  stride pad
       {2, 3, 32, 32, 16, 3, 3, 1, 1},   // ResNet's first conv
       {2, 16, 16, 16, 16, 3, 3, 1, 1},  // one full channel block
@@ -72,8 +67,11 @@ TEST_CASE("conv2d f32 forward sums in oneDNN's order, bit for bit", "[nn]") {
       {2, 24, 8, 8, 10, 1, 1, 1, 0},    // 1x1: x itself, one chain over c
       {2, 24, 8, 8, 10, 1, 1, 2, 0},    // 1x1 stride 2 (ResNet's shortcut)
       {1, 12, 6, 6, 5, 1, 1, 1, 1},     // 1x1 with padding
-  };
-  for (const auto& g : cases) {
+};
+
+// Every case's conv2d forward against the scalar loops above; `mismatches` per case.
+void check_forward_order() {
+  for (const auto& g : kOrderCases) {
     Tensor x = randn({g.n, g.c, g.h, g.w}, 41, DType::f32);
     Tensor w = randn({g.k, g.c, g.r, g.s}, 42, DType::f32, 0.2);
     Tensor y = conv2d(x, w, {g.stride, g.pad});
@@ -101,4 +99,31 @@ TEST_CASE("conv2d f32 forward sums in oneDNN's order, bit for bit", "[nn]") {
     INFO(detail);
     CHECK(mismatches == 0);
   }
+}
+
+}  // namespace
+
+TEST_CASE("conv2d f32 forward sums in oneDNN's order, bit for bit", "[nn]") {
+#if !MQ_HAVE_SGEMM_KERNEL
+  WARN("skipped: built without AVX-512 or AVX2+FMA, the f32 conv runs Eigen's GEMM, which sums in its own order");
+  return;
+#endif
+  cpu::set_conv_library(cpu::ConvLibrary::own);
+  check_forward_order();
+  cpu::reset_conv_library();
+}
+
+// The same order from oneDNN itself on an AVX-512 machine: what lets the engine hand it the
+// forward passes there without changing a bit (conv_library.h).
+TEST_CASE("oneDNN's f32 conv forward sums in the order mq's kernel reproduces", "[nn]") {
+  if (!cpu::onednn_avx512()) {
+    WARN("skipped: " << (cpu::onednn_built() ? "oneDNN runs no AVX-512 kernel here (its AVX2 "
+                                                "kernel sums in another order; the engine keeps "
+                                                "mq's forward on such machines)"
+                                              : "built without oneDNN"));
+    return;
+  }
+  cpu::set_conv_library(cpu::ConvLibrary::onednn);
+  check_forward_order();
+  cpu::reset_conv_library();
 }

@@ -7,8 +7,9 @@
 //   backward input   gcol [CRS,PQ] = W^T * gy_n, then gx_n = col2im(gcol)
 //   backward weight  gW^T [CRS,K] += col * gy_n^T (one accumulator per thread, summed at the end)
 // A 1x1 stride-1 unpadded conv uses x_n itself as its columns (no copy). The f32 forward reads
-// the columns as shifted views of the padded input (forward_shifted); the rest builds them with
-// im2col.
+// the columns as shifted views of the padded input (forward_shifted), and so does the f32 input
+// gradient of stride-1 convs (backward_input_shifted, in the same summation order as the
+// im2col path); the rest builds them with im2col. Where oneDNN is built in it takes the backward passes (conv_library.h).
 #include <omp.h>
 
 #include <algorithm>
@@ -19,8 +20,9 @@
 #include "engine/backend.h"
 #include "engine/cpu/conv_epilogue.h"
 #include "engine/cpu/conv_groups.h"
+#include "engine/cpu/conv_library.h"
 #include "kernels/eigen_util.h"
-#include "engine/cpu/sgemm_kernel.h"
+#include "kernels/nn/sgemm_kernel.h"
 #include "engine/dispatch.h"
 #include "kernels/elementwise/elementwise_math.h"
 #include "kernels/base/float_math.h"
@@ -265,15 +267,13 @@ void fill_phases(const float* x, const ConvGeom& g, const PhaseLayout& L, float*
 // channel-blocked order im2col used, so the sums are the same bit for bit) and reads about one
 // copy of the input instead of writing and reading a CRS x PQ matrix. The wph - Q extra outputs
 // per row are dropped when the result is copied into y.
-void forward_shifted(const float* x, const float* wa, float* y, const ConvGeom& g, int64_t cb,
-                     int64_t kc, const ConvEpilogue* ep) {
+// `rows` lists the depth rows in summation order (depth blocks of `kc` rows, see sgemm), `wa`
+// is W laid out in that order.
+void forward_shifted(const float* x, const float* wa, float* y, const ConvGeom& g,
+                     const std::vector<int64_t>& rows, int64_t kc, const ConvEpilogue* ep) {
   const PhaseLayout L = phase_layout(g);
-  const int64_t crs = g.crs(), pq = g.pq();
+  const int64_t crs = static_cast<int64_t>(rows.size()), pq = g.pq();
   const int64_t span = (g.p - 1) * L.wph + g.q;  // the last output reads the buffer's last float
-  std::vector<int64_t> rows(static_cast<size_t>(crs));
-  for (int64_t ci = 0; ci < g.c; ++ci)
-    for (int64_t ri = 0; ri < g.r; ++ri)
-      for (int64_t si = 0; si < g.s; ++si) rows[col_row(g, ci, ri, si, cb)] = L.tap(g, ci, ri, si);
   // Stride 1 without padding: the phase plane is x_n itself.
   const bool direct = g.stride == 1 && g.pad == 0;
 #pragma omp parallel for schedule(dynamic)
@@ -300,6 +300,42 @@ void forward_shifted(const float* x, const float* wa, float* y, const ConvGeom& 
         epilogue_row(dst, src, g.q, ep->scale[k], ep->shift[k], res, ep->relu);
       }
   }
+}
+
+// The forward's depth rows: (ci, ri, si) in the channel-blocked order of col_row.
+std::vector<int64_t> forward_rows(const ConvGeom& g, int64_t cb) {
+  const PhaseLayout L = phase_layout(g);
+  std::vector<int64_t> rows(static_cast<size_t>(g.crs()));
+  for (int64_t ci = 0; ci < g.c; ++ci)
+    for (int64_t ri = 0; ri < g.r; ++ri)
+      for (int64_t si = 0; si < g.s; ++si) rows[col_row(g, ci, ri, si, cb)] = L.tap(g, ci, ri, si);
+  return rows;
+}
+
+// The input gradient of a stride-1 conv with a square kernel, without col2im: gx is the
+// forward conv of gy (K channels, zero-padded by R - 1 - pad) with the flipped, transposed
+// filters, read through forward_shifted's shifted views. Its sums keep the order of the
+// im2col path (backward_input_impl): per tap (ri, si) one FMA chain over k (a depth block of K
+// rows), the taps added in (ri, si) order; padding taps add +0. Returns false where it does not
+// apply.
+bool backward_input_shifted(const float* gy, const float* w, float* gx, const ConvGeom& g) {
+  if (g.stride != 1 || g.r != g.s || g.pad > g.r - 1 || g.pointwise()) return false;
+  const ConvGeom t{g.n, g.k, g.p, g.q, g.c, g.r, g.s, g.h, g.w, 1, g.r - 1 - g.pad};
+  const PhaseLayout L = phase_layout(t);
+  const int64_t rs = g.r * g.s, depth = rs * g.k;
+  std::vector<int64_t> rows(static_cast<size_t>(depth));
+  std::vector<float> wa(static_cast<size_t>(g.c * depth));
+  for (int64_t ri = 0; ri < g.r; ++ri)
+    for (int64_t si = 0; si < g.s; ++si) {
+      const int64_t tap = ri * g.s + si;
+      for (int64_t k = 0; k < g.k; ++k) {
+        rows[tap * g.k + k] = L.tap(t, k, g.r - 1 - ri, g.s - 1 - si);
+        for (int64_t c = 0; c < g.c; ++c)
+          wa[c * depth + tap * g.k + k] = w[((k * g.c + c) * g.r + ri) * g.s + si];
+      }
+    }
+  forward_shifted(gy, wa.data(), gx, t, rows, g.k, nullptr);
+  return true;
 }
 #endif
 
@@ -335,7 +371,7 @@ void forward_impl(const Tensor& xt, const Tensor& wt, Tensor& yt, const ConvGeom
       wa = wp.data();
     }
     if (!g.pointwise()) {
-      forward_shifted(x, wa, y, g, cb, kc, ep);
+      forward_shifted(x, wa, y, g, forward_rows(g, cb), kc, ep);
       return;
     }
 #pragma omp parallel for schedule(dynamic)
@@ -367,6 +403,11 @@ void backward_input_impl(const Tensor& gyt, const Tensor& wt, Tensor& gxt, const
   const T* w = wt.data<T>();
   T* gx = gxt.data<T>();
   const int64_t crs = g.crs(), pq = g.pq(), chw = g.c * g.h * g.w;
+#if MQ_HAVE_SGEMM_KERNEL
+  if constexpr (std::is_same_v<T, float>) {
+    if (backward_input_shifted(gy, w, gx, g)) return;
+  }
+#endif
 #pragma omp parallel for schedule(dynamic)
   for (int64_t n = 0; n < g.n; ++n) {
     // gcol = W^T * gy_n: W^T is read through strides (ars = 1, acs = CRS).
@@ -439,6 +480,10 @@ void backward_weight_impl(const Tensor& gyt, const Tensor& xt, Tensor& gwt, cons
 
 void conv2d_forward(const Tensor& x, const Tensor& w, Tensor& y, Conv2dParams p) {
   if (p.groups > 1) return conv2d_grouped_forward(x, w, y, p);
+  if (conv_library(ConvPass::forward, x.size(1), w.size(0), w.size(2), w.size(3)) ==
+          ConvLibrary::onednn &&
+      onednn_conv_forward(x, w, y, p))
+    return;
   ConvGeom g = geom_of(x, w, y, p);
   dispatch_floating(x.dtype(), "conv2d", [&](auto tag) { forward_impl<decltype(tag)>(x, w, y, g); });
 }
@@ -454,6 +499,10 @@ void conv2d_forward_fused(const Tensor& x, const Tensor& w, Tensor& y, Conv2dPar
 
 void conv2d_backward_input(const Tensor& gy, const Tensor& w, Tensor& gx, Conv2dParams p) {
   if (p.groups > 1) return conv2d_grouped_backward_input(gy, w, gx, p);
+  if (conv_library(ConvPass::backward_input, gx.size(1), w.size(0), w.size(2), w.size(3)) ==
+          ConvLibrary::onednn &&
+      onednn_conv_backward_input(gy, w, gx, p))
+    return;
   ConvGeom g = geom_of(gx, w, gy, p);
   dispatch_floating(gy.dtype(), "conv2d_backward_input",
                     [&](auto tag) { backward_input_impl<decltype(tag)>(gy, w, gx, g); });
@@ -461,6 +510,10 @@ void conv2d_backward_input(const Tensor& gy, const Tensor& w, Tensor& gx, Conv2d
 
 void conv2d_backward_weight(const Tensor& gy, const Tensor& x, Tensor& gw, Conv2dParams p) {
   if (p.groups > 1) return conv2d_grouped_backward_weight(gy, x, gw, p);
+  if (conv_library(ConvPass::backward_weight, x.size(1), gw.size(0), gw.size(2), gw.size(3)) ==
+          ConvLibrary::onednn &&
+      onednn_conv_backward_weight(gy, x, gw, p))
+    return;
   ConvGeom g = geom_of(x, gw, gy, p);
   dispatch_floating(gy.dtype(), "conv2d_backward_weight",
                     [&](auto tag) { backward_weight_impl<decltype(tag)>(gy, x, gw, g); });

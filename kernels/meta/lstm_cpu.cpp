@@ -1,14 +1,18 @@
 // LSTMFC on the CPU (see meta.h): per chunk of rows, the recurrent GEMM and the cell in one pass
 // that leaves K = da/dm behind, so the backward is K^T times a thin matrix (one GEMM, no
 // recomputed gates). The cell loops run over the hidden units with `omp simd` (the float
-// exp/tanh of meta_math.h have no calls or branches, so they vectorize).
+// exp/tanh of meta_math.h have no calls or branches, so they vectorize). The f32 GEMMs run on
+// the conv's sgemm kernel where the machine has one (1.5-1.7x Eigen's rate on these shapes,
+// benchmarks/README.md), f64 and other machines on Eigen.
 #include <omp.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/eigen_util.h"
 #include "kernels/meta/meta.h"
+#include "kernels/nn/sgemm_kernel.h"
 
 namespace mq::kernels {
 namespace {
@@ -22,6 +26,37 @@ constexpr int64_t kChunkRows = 256;
 // The backward's reductions go to a fixed number of row groups summed in order, so the
 // parameter gradients do not depend on the thread count.
 constexpr int64_t kGroups = 32;
+
+// True where f32 products run on the sgemm kernel.
+template <class T>
+constexpr bool sgemm_f32 = MQ_HAVE_SGEMM_KERNEL && std::is_same_v<T, float>;
+
+// K [rows, 4h] = h_prev [rows, h] W_hh^T (w_hh_t: W_hh^T row-major, for the sgemm kernel).
+template <class T>
+void recurrent_part(const T* h_prev, const T* w_hh, const T* w_hh_t, int64_t rows, int64_t h,
+                    T* K) {
+#if MQ_HAVE_SGEMM_KERNEL
+  if constexpr (sgemm_f32<T>) {
+    cpu::sgemm(rows, 4 * h, h, h_prev, h, 1, w_hh_t, 4 * h, K, 4 * h, false);
+    return;
+  }
+#endif
+  MapMat<T>(K, rows, 4 * h).noalias() =
+      CMapMat<T>(h_prev, rows, h) * CMapMat<T>(w_hh, 4 * h, h).transpose();
+}
+
+// acc [4h, bw] += K^T [4h, rows] B [rows, bw] (the sgemm kernel reads K^T through strides).
+template <class T>
+void add_kt_times(const T* K, const RowMat<T>& B, int64_t rows, int64_t h, RowMat<T>& acc) {
+#if MQ_HAVE_SGEMM_KERNEL
+  if constexpr (sgemm_f32<T>) {
+    const int64_t bw = B.cols();
+    cpu::sgemm(4 * h, bw, rows, K, 1, 4 * h, B.data(), bw, acc.data(), bw, true);
+    return;
+  }
+#endif
+  acc.noalias() += CMapMat<T>(K, rows, 4 * h).transpose() * B.topRows(rows);
+}
 
 // The cell for one row: `k` holds the recurrent part of the pre-activations on entry (when
 // Carried; otherwise the state is zero and `k`, `cp` are not read) and K on exit. Written as
@@ -72,13 +107,17 @@ void meta_lstm_forward_fused_cpu(const LstmParams<T>& p, const T* w_hh, const T*
                                  const T* g_hat, const T* h_prev, const T* c_prev, int64_t n,
                                  T* h_new, T* c_new, T* G, T* K) {
   const int64_t h = p.hidden, chunks = (n + kChunkRows - 1) / kChunkRows;
+  // W_hh^T [h, 4h] row-major: the sgemm kernel streams B by rows.
+  std::vector<T> w_hh_t;
+  if (h_prev && sgemm_f32<T>) {
+    w_hh_t.resize(size_t(4 * h * h));
+    for (int64_t u = 0; u < 4 * h; ++u)
+      for (int64_t j = 0; j < h; ++j) w_hh_t[j * 4 * h + u] = w_hh[u * h + j];
+  }
 #pragma omp parallel for schedule(dynamic) if (chunks > 1)
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t r0 = ch * kChunkRows, rows = std::min(n, r0 + kChunkRows) - r0;
-    if (h_prev) {  // the recurrent part h_prev W_hh^T, written where K goes
-      MapMat<T>(K + r0 * 4 * h, rows, 4 * h).noalias() =
-          CMapMat<T>(h_prev + r0 * h, rows, h) * CMapMat<T>(w_hh, 4 * h, h).transpose();
-    }
+    if (h_prev) recurrent_part(h_prev + r0 * h, w_hh, w_hh_t.data(), rows, h, K + r0 * 4 * h);
     if (h_prev) cell_rows<T, true>(p, x, g_hat, c_prev, r0, r0 + rows, h_new, c_new, G, K);
     else cell_rows<T, false>(p, x, g_hat, c_prev, r0, r0 + rows, h_new, c_new, G, K);
   }
@@ -108,8 +147,7 @@ void meta_lstm_backward_fused_cpu(const LstmParams<T>& p, const T* dG, const T* 
         B(i, hb) = d * x[row];
         B(i, hb + 1) = d;
       }
-      acc[g].noalias() +=
-          CMapMat<T>(K + r0 * 4 * h, rows, 4 * h).transpose() * B.topRows(rows);
+      add_kt_times(K + r0 * 4 * h, B, rows, h, acc[g]);
       acc_fc[g].leftCols(h).noalias() +=
           dm.leftCols(rows) * CMapMat<T>(h_new + r0 * h, rows, h);
       acc_fc[g](0, h) += dm.leftCols(rows).sum();

@@ -1,0 +1,44 @@
+#pragma once
+// Which implementation runs each f32 CPU convolution pass: mq's own kernels (conv.cpp) or
+// oneDNN (Debian's libdnnl, the library PyTorch's CPU convolutions run on; conv_onednn.cpp).
+// The defaults follow the per-pass measurements in benchmarks/README.md (`conv_bench
+// --library`, `roofline`):
+//   backward weight: oneDNN (faster on every ResNet20 shape);
+//   backward input:  oneDNN for convs wider than 1x1 with >= 16 input channels, mq's own for
+//                    1x1 and narrow inputs (faster there);
+//   forward:         oneDNN for >= 32 output channels when it runs its AVX-512 kernel, whose
+//                    sums are bit for bit the order mq's kernel reproduces (the golden traces
+//                    are PyTorch runs on that kernel; tests/test_conv_order.cpp checks it);
+//                    mq's own otherwise (faster for 16 output channels, and on AVX2 machines
+//                    the only one that keeps that order).
+#include <cstdint>
+
+#include "engine/ops.h"
+
+namespace mq::cpu {
+
+enum class ConvPass { forward, backward_input, backward_weight };
+enum class ConvLibrary { own, onednn };
+
+// True when the build found oneDNN (-DMQ_DNNL=AUTO|ON).
+bool onednn_built();
+// True when oneDNN runs its AVX-512 f32 convolution kernels on this machine (DNNL_MAX_CPU_ISA
+// may hold it lower).
+bool onednn_avx512();
+
+// The library a pass of a conv with C input channels, K output channels and an R x S kernel
+// runs on now. MQ_CPU_CONV=own|onednn (environment, read once) or set_conv_library() makes
+// every pass run on one library (benchmarks compare them that way); otherwise the defaults.
+ConvLibrary conv_library(ConvPass pass, int64_t c, int64_t k, int64_t r, int64_t s);
+void set_conv_library(ConvLibrary lib);
+void reset_conv_library();  // back to the defaults (or MQ_CPU_CONV's choice)
+const char* conv_library_name(ConvLibrary lib);
+
+// oneDNN's passes on plain NCHW / OIHW f32 tensors (data reordered to its blocked layouts and
+// back inside). Return false, doing nothing, when oneDNN is not built in or the case is not
+// one it takes (f64, grouped).
+bool onednn_conv_forward(const Tensor& x, const Tensor& w, Tensor& y, Conv2dParams p);
+bool onednn_conv_backward_input(const Tensor& gy, const Tensor& w, Tensor& gx, Conv2dParams p);
+bool onednn_conv_backward_weight(const Tensor& gy, const Tensor& x, Tensor& gw, Conv2dParams p);
+
+}  // namespace mq::cpu
