@@ -2,7 +2,8 @@
 // ResNet20's 270,896 quantized weights (hidden 100, carried state) is two [n, h] x [h, 4h]
 // products, h_prev W_hh^T in the forward and K^T [dm h_prev | ...] for dW_hh in the backward,
 // 2 * 2 * n * h * 4h flops (43.3 GFLOP), plus per-element cell math. The same two products
-// are timed alone as plain GEMMs (engine's cpu::gemm, Eigen) for the reference rate.
+// are timed alone as plain GEMMs (engine's cpu::gemm, Eigen) for the reference rate, and as
+// the fused kernels run them (the sgemm kernel per chunk of 256 rows, kernels/meta/lstm_cpu.cpp).
 //   lstm_bench [--rows N] [--hidden H] [--threads T] [--repeat R]
 #include <sys/resource.h>
 
@@ -12,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "engine/backend.h"
+#include "kernels/nn/sgemm_kernel.h"
 #include "engine/ops.h"
 #include "engine/parallel.h"
 #include "meta/meta_op.h"
@@ -68,6 +70,33 @@ int main(int argc, char** argv) {
     const double t_fwd_gemm = median_seconds(repeat, [&] { cpu::gemm(a, false, w, true, r, 0.0); });
     const double t_bwd_gemm = median_seconds(repeat, [&] { cpu::gemm(r, true, a, false, dw, 0.0); });
     const double gemm_rate = 2 * gemm_flops / (t_fwd_gemm + t_bwd_gemm) / 1e9;
+#if MQ_HAVE_SGEMM_KERNEL
+    // The fused kernels' products alone: per chunk of 256 rows, K = h W_hh^T (W_hh^T row-major)
+    // and, in 32 groups, acc_t += B^T K with B^T = [h + 2, rows] row-major per chunk.
+    constexpr int64_t chunk = 256, groups = 32;
+    std::vector<float> wt(size_t(4 * h * h), 0.01f), bmat(size_t(n * (h + 2)), 0.5f);
+    std::vector<float> acc(size_t(groups * (h + 2) * 4 * h));
+    const float* ap = a.data<float>();
+    float* rp = r.data<float>();
+    const double t_fwd_kernel = median_seconds(repeat, [&] {
+#pragma omp parallel for schedule(dynamic)
+      for (int64_t r0 = 0; r0 < n; r0 += chunk)
+        cpu::sgemm(std::min(chunk, n - r0), 4 * h, h, ap + r0 * h, h, 1, wt.data(), 4 * h,
+                   rp + r0 * 4 * h, 4 * h, false);
+    });
+    const double t_bwd_kernel = median_seconds(repeat, [&] {
+#pragma omp parallel for schedule(dynamic)
+      for (int64_t g = 0; g < groups; ++g) {
+        float* accg = acc.data() + g * (h + 2) * 4 * h;
+        std::fill(accg, accg + (h + 2) * 4 * h, 0.f);
+        for (int64_t r0 = n * g / groups; r0 < n * (g + 1) / groups; r0 += chunk) {
+          const int64_t rows_ = std::min(n * (g + 1) / groups, r0 + chunk) - r0;
+          cpu::sgemm(h + 2, 4 * h, rows_, bmat.data() + r0 * (h + 2), rows_, 1, rp + r0 * 4 * h,
+                     4 * h, accg, 4 * h, true);
+        }
+      }
+    });
+#endif
     r = Tensor();
 
     // The LSTMFC op, forward and backward, from a carried state.
@@ -98,6 +127,12 @@ int main(int argc, char** argv) {
                gemm_flops / t_fwd_gemm / 1e9);
     fmt::print("  GEMM [4h,n]x[n,h]    {:8.1f} ms  {:6.1f} GFLOP/s\n", 1e3 * t_bwd_gemm,
                gemm_flops / t_bwd_gemm / 1e9);
+#if MQ_HAVE_SGEMM_KERNEL
+    fmt::print("  kernels' GEMMs: forward {:.1f} ms {:.1f} GFLOP/s, backward {:.1f} ms {:.1f} "
+               "GFLOP/s (sgemm kernel, chunks of 256 rows)\n",
+               1e3 * t_fwd_kernel, gemm_flops / t_fwd_kernel / 1e9, 1e3 * t_bwd_kernel,
+               gemm_flops * (h + 2) / h / t_bwd_kernel / 1e9);
+#endif
     fmt::print("  LSTMFC forward       {:8.1f} ms (zero state, no GEMM: {:.1f} ms)\n", 1e3 * t_fwd,
                1e3 * t_cell);
     fmt::print("  LSTMFC fwd + bwd     {:8.1f} ms  {:6.1f} GFLOP/s ({:.1f} GFLOP), {:.0f}% of the "

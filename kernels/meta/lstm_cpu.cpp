@@ -45,17 +45,20 @@ void recurrent_part(const T* h_prev, const T* w_hh, const T* w_hh_t, int64_t row
       CMapMat<T>(h_prev, rows, h) * CMapMat<T>(w_hh, 4 * h, h).transpose();
 }
 
-// acc [4h, bw] += K^T [4h, rows] B [rows, bw] (the sgemm kernel reads K^T through strides).
+// acc_t [bw, 4h] += B^T [bw, rows] K [rows, 4h] (B^T given, row-major with row stride ldbt):
+// the transpose of K^T B, so the sgemm kernel streams K's rows in place (the wide operand, 4h
+// columns) and broadcasts B^T along its rows. Every element is the same chain over rows as
+// K^T B's.
 template <class T>
-void add_kt_times(const T* K, const RowMat<T>& B, int64_t rows, int64_t h, RowMat<T>& acc) {
+void add_bt_times_k(const RowMat<T>& bt, const T* K, int64_t rows, int64_t h, RowMat<T>& acc_t) {
 #if MQ_HAVE_SGEMM_KERNEL
   if constexpr (sgemm_f32<T>) {
-    const int64_t bw = B.cols();
-    cpu::sgemm(4 * h, bw, rows, K, 1, 4 * h, B.data(), bw, acc.data(), bw, true);
+    cpu::sgemm(bt.rows(), 4 * h, rows, bt.data(), bt.cols(), 1, K, 4 * h, acc_t.data(), 4 * h,
+               true);
     return;
   }
 #endif
-  acc.noalias() += CMapMat<T>(K, rows, 4 * h).transpose() * B.topRows(rows);
+  acc_t.noalias() += bt.leftCols(rows) * CMapMat<T>(K, rows, 4 * h);
 }
 
 // The cell for one row: `k` holds the recurrent part of the pre-activations on entry (when
@@ -128,14 +131,15 @@ void meta_lstm_backward_fused_cpu(const LstmParams<T>& p, const T* dG, const T* 
                                   const T* x, const T* h_prev, const T* h_new, const T* K,
                                   int64_t n, const LstmGrads<T>& grads, T* w_hh_grad) {
   // Per row, da = dm * K with dm = dG * g_hat, so with B = [dm h_prev | dm x | dm]:
-  // K^T B = [dW_hh | dw_ih | db] in one GEMM; dfc_w = h'^T dm, dfc_b = sum dm.
+  // K^T B = [dW_hh | dw_ih | db] in one GEMM, computed as its transpose B^T K; dfc_w =
+  // h'^T dm, dfc_b = sum dm.
   const int64_t h = p.hidden, hb = h_prev ? h : 0, bw = hb + 2;
   const int64_t groups = std::min<int64_t>(kGroups, (n + kChunkRows - 1) / kChunkRows);
-  std::vector<RowMat<T>> acc(groups, RowMat<T>::Zero(4 * h, bw));
+  std::vector<RowMat<T>> acc(groups, RowMat<T>::Zero(bw, 4 * h));  // [dW_hh | dw_ih | db]^T
   std::vector<RowMat<T>> acc_fc(groups, RowMat<T>::Zero(1, h + 1));
 #pragma omp parallel for schedule(dynamic) if (groups > 1)
   for (int64_t g = 0; g < groups; ++g) {
-    RowMat<T> B(kChunkRows, bw), dm(1, kChunkRows);
+    RowMat<T> bt(bw, kChunkRows), dm(1, kChunkRows);  // B^T, column i for row r0 + i
     const int64_t g0 = n * g / groups, g1 = n * (g + 1) / groups;
     for (int64_t r0 = g0; r0 < g1; r0 += kChunkRows) {
       const int64_t rows = std::min(g1, r0 + kChunkRows) - r0;
@@ -143,11 +147,16 @@ void meta_lstm_backward_fused_cpu(const LstmParams<T>& p, const T* dG, const T* 
         const int64_t row = r0 + i;
         const T d = dG[row] * g_hat[row];
         dm(0, i) = d;
-        for (int64_t j = 0; j < hb; ++j) B(i, j) = d * h_prev[row * h + j];
-        B(i, hb) = d * x[row];
-        B(i, hb + 1) = d;
+        bt(hb, i) = d * x[row];
+        bt(hb + 1, i) = d;
       }
-      add_kt_times(K + r0 * 4 * h, B, rows, h, acc[g]);
+      // dm h_prev, transposed in tiles of 16 rows (each h_prev line read once per tile).
+      for (int64_t i0 = 0; i0 < rows; i0 += 16) {
+        const int64_t i1 = std::min(rows, i0 + 16);
+        for (int64_t j = 0; j < hb; ++j)
+          for (int64_t i = i0; i < i1; ++i) bt(j, i) = dm(0, i) * h_prev[(r0 + i) * h + j];
+      }
+      add_bt_times_k(bt, K + r0 * 4 * h, rows, h, acc[g]);
       acc_fc[g].leftCols(h).noalias() +=
           dm.leftCols(rows) * CMapMat<T>(h_new + r0 * h, rows, h);
       acc_fc[g](0, h) += dm.leftCols(rows).sum();
@@ -159,9 +168,9 @@ void meta_lstm_backward_fused_cpu(const LstmParams<T>& p, const T* dG, const T* 
   }
   for (int64_t u = 0; u < 4 * h; ++u) {
     if (w_hh_grad)
-      for (int64_t j = 0; j < hb; ++j) w_hh_grad[u * h + j] += acc[0](u, j);
-    grads.w_ih[u] += acc[0](u, hb);
-    grads.b[u] += acc[0](u, hb + 1);
+      for (int64_t j = 0; j < hb; ++j) w_hh_grad[u * h + j] += acc[0](j, u);
+    grads.w_ih[u] += acc[0](hb, u);
+    grads.b[u] += acc[0](hb + 1, u);
   }
   for (int64_t j = 0; j < h; ++j) grads.fc_w[j] += acc_fc[0](0, j);
   grads.fc_b[0] += acc_fc[0](0, h);
