@@ -9,6 +9,9 @@
 #include <cstring>
 #include <string>
 
+#include <omp.h>
+
+#include "engine/backend.h"
 #include "engine/cpu/conv_library.h"
 #include "kernels/nn/sgemm_kernel.h"
 #include "op_test.h"
@@ -126,4 +129,43 @@ TEST_CASE("oneDNN's f32 conv forward sums in the order mq's kernel reproduces", 
   cpu::set_conv_library(cpu::ConvLibrary::onednn);
   check_forward_order();
   cpu::reset_conv_library();
+}
+
+// Every f32 conv pass, on whichever library the engine picks, gives the same bits at 1 and 2
+// threads (docs/reliability.md: runs do not depend on the thread count).
+TEST_CASE("conv2d f32 passes do not depend on the thread count", "[nn]") {
+  const std::vector<OrderCase> cases = {
+      {64, 3, 32, 32, 16, 3, 3, 1, 1},   // ResNet's first conv
+      {64, 16, 32, 32, 16, 3, 3, 1, 1},  // stage 1
+      {64, 16, 32, 32, 32, 3, 3, 2, 1},  // downsampling 3x3
+      {64, 32, 16, 16, 32, 3, 3, 1, 1},  // stage 2
+      {64, 64, 8, 8, 64, 3, 3, 1, 1},    // stage 3
+      {64, 32, 16, 16, 64, 1, 1, 2, 0},  // shortcut 1x1
+  };
+  const int saved = omp_get_max_threads();
+  for (const auto& g : cases) {
+    Tensor x = randn({g.n, g.c, g.h, g.w}, 51, DType::f32);
+    Tensor w = randn({g.k, g.c, g.r, g.s}, 52, DType::f32, 0.2);
+    Conv2dParams p{g.stride, g.pad};
+    std::vector<std::vector<float>> runs[2];
+    for (int t = 0; t < 2; ++t) {
+      omp_set_num_threads(t + 1);
+      Tensor y = Tensor::empty({g.n, g.k, (g.h + 2 * g.pad - g.r) / g.stride + 1,
+                                (g.w + 2 * g.pad - g.s) / g.stride + 1});
+      cpu::conv2d_forward(x, w, y, p);
+      Tensor gy = randn(y.shape(), 53, DType::f32);
+      Tensor gx = Tensor::empty(x.shape()), gw = Tensor::empty(w.shape());
+      cpu::conv2d_backward_input(gy, w, gx, p);
+      cpu::conv2d_backward_weight(gy, x, gw, p);
+      for (const Tensor* r : {&y, &gx, &gw})
+        runs[t].emplace_back(r->data<float>(), r->data<float>() + r->numel());
+    }
+    omp_set_num_threads(saved);
+    const char* names[] = {"forward", "input gradient", "weight gradient"};
+    for (int i = 0; i < 3; ++i) {
+      INFO("c " << g.c << " k " << g.k << " " << g.r << "x" << g.s << " stride " << g.stride
+                << ": " << names[i]);
+      CHECK(std::memcmp(runs[0][i].data(), runs[1][i].data(), runs[0][i].size() * sizeof(float)) == 0);
+    }
+  }
 }
