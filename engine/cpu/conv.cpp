@@ -494,7 +494,15 @@ void conv2d_forward_fused(const Tensor& x, const Tensor& w, Tensor& y, Conv2dPar
            p.groups);
   MQ_CHECK(x.dtype() == DType::f32 && x.is_cpu(), "conv2d_forward_fused: f32 CPU tensors only, got {}",
            x.describe());
-  forward_impl<float>(x, w, y, geom_of(x, w, y, p), &e);
+  const ConvGeom g = geom_of(x, w, y, p);
+  // Where oneDNN takes the forward its sums are mq's bit for bit (conv_library.h); the
+  // epilogue then runs as its own pass, with the same per-element math.
+  if (conv_library(ConvPass::forward, g.c, g.k, g.r, g.s) == ConvLibrary::onednn &&
+      onednn_conv_forward(x, w, y, p)) {
+    apply_epilogue(y.data<float>(), g, e);
+    return;
+  }
+  forward_impl<float>(x, w, y, g, &e);
 }
 
 void conv2d_backward_input(const Tensor& gy, const Tensor& w, Tensor& gx, Conv2dParams p) {
