@@ -3,14 +3,19 @@
 // oneDNN (Debian's libdnnl, the library PyTorch's CPU convolutions run on; conv_onednn.cpp).
 // The defaults follow the per-pass measurements in benchmarks/README.md (`conv_bench
 // --library`, `roofline`):
-//   backward weight: oneDNN (faster on every ResNet20 shape);
-//   backward input:  oneDNN for convs wider than 1x1 with >= 16 input channels, mq's own for
-//                    1x1 and narrow inputs (faster there);
-//   forward:         oneDNN for >= 32 output channels when it runs its AVX-512 kernel, whose
-//                    sums are bit for bit the order mq's kernel reproduces (the golden traces
-//                    are PyTorch runs on that kernel; tests/test_conv_order.cpp checks it);
-//                    mq's own otherwise (faster for 16 output channels, and on AVX2 machines
-//                    the only one that keeps that order).
+//   backward weight: oneDNN for >= 16 input channels (faster on every such ResNet20 shape).
+//                    ResNet's first conv (3 input channels) keeps mq's: oneDNN would save
+//                    0.5 ms a step there, and with it the 3-step test of mpirun -np 4 against
+//                    --accumulate 4 drifted past the golden rule (conv1 weights 1.4e-4 apart);
+//   backward input:  mq's own (oneDNN's is faster on the 3x3 convs, but its summation order
+//                    flips the sign of a final weight in the golden case
+//                    metaquant-bwn-adam-MultiFC beyond the golden rule);
+//   forward:         oneDNN for >= 32 output channels and kernels wider than 1x1 when it
+//                    runs its AVX-512 kernel, whose sums are bit for bit the order mq's kernel
+//                    reproduces (the golden traces are PyTorch runs on that kernel;
+//                    tests/test_conv_order.cpp checks it); mq's own otherwise (faster for 16
+//                    output channels and 1x1, and on AVX2 machines the only one that keeps
+//                    that order). Training and the fused eval forward alike.
 #include <cstdint>
 
 #include "engine/ops.h"

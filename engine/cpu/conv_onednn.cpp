@@ -43,7 +43,7 @@ ConvLibrary conv_library(ConvPass pass, int64_t c, int64_t k, int64_t r, int64_t
   if (choice == Choice::own) return ConvLibrary::own;
   if (choice == Choice::onednn) return ConvLibrary::onednn;
   bool onednn = true;
-  if (pass == ConvPass::forward) onednn = k >= 32 && onednn_avx512();
+  if (pass == ConvPass::forward) onednn = k >= 32 && r * s > 1 && onednn_avx512();
   // oneDNN's input gradient sums in an order that flips the sign of a final weight in the
   // golden case metaquant-bwn-adam-MultiFC beyond the golden rule; mq's own passes them all.
   if (pass == ConvPass::backward_input) onednn = false;
