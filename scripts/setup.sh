@@ -14,9 +14,10 @@ packages=(
   # ASan/UBSan/libFuzzer runtimes, clang's OpenMP runtime, llvm-symbolizer for the stacks
   clang-14 libclang-rt-14-dev libomp-14-dev llvm-14
 )
-# Optional extras: PyTorch (CPU) for the side-by-side benchmarks, matplotlib for plots.
+# Optional extras: PyTorch (CPU) for the side-by-side benchmarks, matplotlib for plots, BLIS and
+# LIBXSMM for the GEMM library comparison (build/gemm_libs).
 if [[ "${MQ_SETUP_EXTRAS:-0}" == 1 ]]; then
-  packages+=(python3-torch libopenblas0 python3-numpy python3-matplotlib)
+  packages+=(python3-torch libopenblas0 python3-numpy python3-matplotlib libblis-dev libxsmm-dev)
 fi
 missing=()
 for p in "${packages[@]}"; do
