@@ -13,8 +13,6 @@
 #include <dlfcn.h>
 #include <fmt/format.h>
 #include <omp.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -29,6 +27,7 @@
 #include <tuple>
 #include <vector>
 
+#include "benchmarks/harness/child_process.h"
 #include "engine/backend.h"
 #include "kernels/nn/sgemm_kernel.h"
 #include "engine/parallel.h"
@@ -154,31 +153,7 @@ int openblas_child(const std::vector<Problem>& problems, int threads, int reps,
 std::string openblas_lines(const char* self, std::vector<std::string> args,
                            const std::string& label, bool clean) {
   args.push_back(label);
-  int fds[2];
-  if (pipe(fds) != 0) return "OpenBLAS: pipe failed\n";
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], 1);
-    close(fds[0]);
-    close(fds[1]);
-    if (clean) unsetenv("OPENBLAS_CORETYPE"), unsetenv("OPENBLAS_L2_SIZE");
-    std::vector<char*> argv{const_cast<char*>(self)};
-    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(self, argv.data());
-    _exit(127);
-  }
-  close(fds[1]);
-  if (pid < 0) return close(fds[0]), "OpenBLAS: fork failed\n";
-  std::string out;
-  char buf[4096];
-  for (ssize_t got; (got = read(fds[0], buf, sizeof buf)) > 0;) out.append(buf, size_t(got));
-  close(fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    out += fmt::format("OpenBLAS child failed (status {})\n", status);
-  return out;
+  return bench::run_self(self, args, clean);
 }
 
 void print_new_lines(std::set<std::string>& seen, const std::string& text) {

@@ -10,8 +10,6 @@
 // OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE as the environment sets them and once without them;
 // without the library those lines say so.
 #include <dlfcn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -23,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/harness/child_process.h"
 #include "engine/backend.h"
 #include "engine/cpu/conv_library.h"
 #include "engine/ops.h"
@@ -85,28 +84,10 @@ int openblas_child(int n, int threads, int reps) {
 
 // Runs this program as the OpenBLAS child; `clean` drops the two variables that force a kernel.
 std::string openblas_rate(const char* self, int n, int threads, int reps, bool clean) {
-  int fds[2];
-  if (pipe(fds) != 0) return "pipe failed";
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], 1);
-    close(fds[0]);
-    if (clean) {
-      unsetenv("OPENBLAS_CORETYPE");
-      unsetenv("OPENBLAS_L2_SIZE");
-    }
-    const std::string ns = std::to_string(n), ts = std::to_string(threads), rs = std::to_string(reps);
-    execl(self, self, "--openblas-child", "--gemm", ns.c_str(), "--threads", ts.c_str(), "--reps",
-          rs.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  close(fds[1]);
-  std::string out;
-  char buf[256];
-  for (ssize_t k; (k = read(fds[0], buf, sizeof buf)) > 0;) out.append(buf, size_t(k));
-  close(fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
+  std::string out = bench::run_self(self,
+                                    {"--openblas-child", "--gemm", std::to_string(n), "--threads",
+                                     std::to_string(threads), "--reps", std::to_string(reps)},
+                                    clean);
   while (!out.empty() && out.back() == '\n') out.pop_back();
   return out.empty() ? "failed" : out;
 }
