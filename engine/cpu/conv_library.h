@@ -3,7 +3,8 @@
 // oneDNN (Debian's libdnnl, the library PyTorch's CPU convolutions run on; conv_onednn.cpp).
 // The defaults follow the per-pass measurements in benchmarks/README.md (`conv_bench
 // --library`, `roofline`):
-//   backward weight: oneDNN for >= 16 input channels (faster on every such ResNet20 shape).
+//   backward weight: oneDNN for >= 16 input channels (faster on every such ResNet20 shape),
+//                    on fixed groups of images so the sum does not depend on the thread count.
 //                    ResNet's first conv (3 input channels) keeps mq's: oneDNN would save
 //                    0.5 ms a step there, and with it the 3-step test of mpirun -np 4 against
 //                    --accumulate 4 drifted past the golden rule (conv1 weights 1.4e-4 apart);

@@ -2,7 +2,11 @@
 // reorders are built once and kept per thread; the blocked copies of the operands live in a few
 // grow-only buffers shared by all shapes, and oneDNN's scratchpad is ours too, so a step
 // allocates nothing after the first.
+#include <omp.h>
+
+#include <algorithm>
 #include <cstdlib>
+#include <exception>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -173,7 +177,10 @@ void run(ConvPass pass, const memory::dims& xd, const memory::dims& wd, const me
   thread_local std::map<Key, Plan> plans;
   thread_local Buffers buffers;
   thread_local dnnl::stream stream(cpu_engine());
-  const Key key{int(pass), xd[0], xd[1], xd[2], xd[3], wd[0], wd[2], wd[3], yd[2], yd[3], stride * 1000 + pad};
+  // A primitive splits its work for the thread count it was made for: one per count.
+  const int64_t threads = omp_get_max_threads();
+  const Key key{int(pass), xd[0], xd[1], xd[2], xd[3], wd[0], wd[2], wd[3], yd[2], yd[3],
+                (stride * 1000 + pad) * 10000 + threads};
   auto it = plans.find(key);
   if (it == plans.end()) {
     try {
@@ -227,10 +234,44 @@ bool onednn_conv_backward_input(const Tensor& gy, const Tensor& w, Tensor& gx, C
   return true;
 }
 
+// Images per partial weight gradient. oneDNN's own split of the batch depends on the thread
+// count, so the batch is cut into fixed groups instead, each run single-threaded and handed
+// to the threads as they come free, and the
+// partials are added in group order: the gradient is the same at any thread count and load.
+constexpr int64_t kWgradImagesPerGroup = 16;
+
 bool onednn_conv_backward_weight(const Tensor& gy, const Tensor& x, Tensor& gw, Conv2dParams p) {
   if (!takes(gy, p)) return false;
-  run(ConvPass::backward_weight, dims_of(x), dims_of(gw), dims_of(gy), p.stride, p.padding,
-      x.data<float>(), gy.data<float>(), gw.data<float>());
+  const int64_t n = x.size(0), groups = (n + kWgradImagesPerGroup - 1) / kWgradImagesPerGroup;
+  const int64_t x_image = n ? x.numel() / n : 0, gy_image = n ? gy.numel() / n : 0;
+  const int64_t wsize = gw.numel();
+  thread_local std::vector<float> partial;
+  if (partial.size() < size_t(groups * wsize)) partial.resize(size_t(groups * wsize));
+  float* parts = partial.data();
+  std::exception_ptr error;
+#pragma omp parallel for schedule(dynamic) if (groups > 1)
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t n0 = g * kWgradImagesPerGroup, count = std::min(kWgradImagesPerGroup, n - n0);
+    // oneDNN plans its split (and the barriers between its threads) for omp_get_max_threads():
+    // one thread here, in this task only.
+    omp_set_num_threads(1);
+    try {
+      run(ConvPass::backward_weight, {count, x.size(1), x.size(2), x.size(3)}, dims_of(gw),
+          {count, gy.size(1), gy.size(2), gy.size(3)}, p.stride, p.padding,
+          x.data<float>() + n0 * x_image, gy.data<float>() + n0 * gy_image, parts + g * wsize);
+    } catch (...) {
+#pragma omp critical(mq_onednn_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+  float* out = gw.data<float>();
+  std::copy(parts, parts + wsize, out);
+  for (int64_t g = 1; g < groups; ++g) {
+    const float* part = parts + g * wsize;
+#pragma omp simd
+    for (int64_t i = 0; i < wsize; ++i) out[i] += part[i];
+  }
   return true;
 }
 
