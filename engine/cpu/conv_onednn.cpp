@@ -118,8 +118,9 @@ struct Plan {
   memory::desc scratch;
 };
 
+// pass, x dims, K, R, S, P, Q, stride, padding, threads
 using Key = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                       int64_t, int64_t, int64_t>;
+                       int64_t, int64_t, int64_t, int64_t, int>;
 
 memory::desc plain(const memory::dims& d, Tag tag) { return {d, memory::data_type::f32, tag}; }
 memory::desc any(const memory::dims& d) { return {d, memory::data_type::f32, Tag::any}; }
@@ -178,9 +179,8 @@ void run(ConvPass pass, const memory::dims& xd, const memory::dims& wd, const me
   thread_local Buffers buffers;
   thread_local dnnl::stream stream(cpu_engine());
   // A primitive splits its work for the thread count it was made for: one per count.
-  const int64_t threads = omp_get_max_threads();
   const Key key{int(pass), xd[0], xd[1], xd[2], xd[3], wd[0], wd[2], wd[3], yd[2], yd[3],
-                (stride * 1000 + pad) * 10000 + threads};
+                stride, pad, omp_get_max_threads()};
   auto it = plans.find(key);
   if (it == plans.end()) {
     try {
@@ -236,14 +236,18 @@ bool onednn_conv_backward_input(const Tensor& gy, const Tensor& w, Tensor& gx, C
 
 // Images per partial weight gradient. oneDNN's own split of the batch depends on the thread
 // count, so the batch is cut into fixed groups instead, each run single-threaded and handed
-// to the threads as they come free, and the
-// partials are added in group order: the gradient is the same at any thread count and load.
+// to the threads as they come free, and the partials are added in group order: the gradient
+// is the same at any thread count and load.
 constexpr int64_t kWgradImagesPerGroup = 16;
 
 bool onednn_conv_backward_weight(const Tensor& gy, const Tensor& x, Tensor& gw, Conv2dParams p) {
   if (!takes(gy, p)) return false;
+  if (x.size(0) == 0) {  // no images: a zero gradient
+    std::fill(gw.data<float>(), gw.data<float>() + gw.numel(), 0.f);
+    return true;
+  }
   const int64_t n = x.size(0), groups = (n + kWgradImagesPerGroup - 1) / kWgradImagesPerGroup;
-  const int64_t x_image = n ? x.numel() / n : 0, gy_image = n ? gy.numel() / n : 0;
+  const int64_t x_image = x.numel() / n, gy_image = gy.numel() / n;
   const int64_t wsize = gw.numel();
   thread_local std::vector<float> partial;
   if (partial.size() < size_t(groups * wsize)) partial.resize(size_t(groups * wsize));
