@@ -45,10 +45,10 @@ void recurrent_part(const T* h_prev, const T* w_hh, const T* w_hh_t, int64_t row
       CMapMat<T>(h_prev, rows, h) * CMapMat<T>(w_hh, 4 * h, h).transpose();
 }
 
-// acc_t [bw, 4h] += B^T [bw, rows] K [rows, 4h] (B^T given, row-major with row stride ldbt):
-// the transpose of K^T B, so the sgemm kernel streams K's rows in place (the wide operand, 4h
-// columns) and broadcasts B^T along its rows. Every element is the same chain over rows as
-// K^T B's.
+// acc_t [bw, 4h] += B^T [bw, rows] K [rows, 4h] (bt: B^T row-major, its first `rows`
+// columns): the transpose of K^T B, so the sgemm kernel streams K's rows in place (the wide
+// operand, 4h columns) and broadcasts B^T along its rows. Every element is the same chain over
+// rows as K^T B's.
 template <class T>
 void add_bt_times_k(const RowMat<T>& bt, const T* K, int64_t rows, int64_t h, RowMat<T>& acc_t) {
 #if MQ_HAVE_SGEMM_KERNEL
