@@ -15,6 +15,7 @@
 #include "engine/ops.h"
 #include "engine/optim/optimizer.h"
 #include "engine/parallel.h"
+#include "engine/thread_governor.h"
 #include "meta/trainers.h"
 #include "models/zoo.h"
 
@@ -30,6 +31,11 @@ double peak_rss_mb() {
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
+}
+double mean(const std::vector<double>& v) {
+  double sum = 0;
+  for (double x : v) sum += x;
+  return sum / double(v.size());
 }
 }  // namespace
 
@@ -53,6 +59,10 @@ int main(int argc, char** argv) {
                  "MultiFC|FC-Grad|LSTMFC (dorefa 1 bit, hidden 100)")
       ->capture_default_str();
   app.add_flag("--tf32", tf32, "allow TF32 tensor-core math on CUDA (off by default)");
+  bool adapt = false;
+  app.add_flag("--adapt-threads", adapt,
+               "as mqtrain does by default: each step's thread count (up to --threads) chosen by "
+               "the thread governor from the measured step times (engine/thread_governor.h)");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -100,7 +110,9 @@ int main(int argc, char** argv) {
 
     // ---- training ----
     model.train();
-    auto train_step = [&] {
+    std::unique_ptr<ThreadGovernor> governor;
+    if (adapt) governor = std::make_unique<ThreadGovernor>(threads);
+    auto step_on_threads = [&] {
       if (trainer) {
         trainer->step(x, y);
         return;
@@ -109,6 +121,11 @@ int main(int argc, char** argv) {
       Tensor loss = cross_entropy(model.forward(x), y);
       loss.backward();
       opt.step();
+    };
+    auto train_step = [&] {
+      if (governor) governor->step_begin();
+      step_on_threads();
+      if (governor) governor->step_end(batch);
     };
     for (int i = 0; i < warmup; ++i) train_step();
     sync();
@@ -147,7 +164,9 @@ int main(int argc, char** argv) {
         eval_ms.push_back(ms_since(t0));
       }
     }
-    double t_ms = median(train_ms), e_ms = median(eval_ms);
+    // Means over all timed steps, as PyTorch's script measures (wall time / steps): the median
+    // would hide slow steps (the thread governor's probes among them). Medians for reference.
+    const double t_ms = mean(train_ms), e_ms = mean(eval_ms);
     double rss = peak_rss_mb();
     nlohmann::json out = {
         {"impl", "mq"},
@@ -158,8 +177,13 @@ int main(int argc, char** argv) {
         {"threads", threads},
         {"train_ms", t_ms},
         {"train_images_per_s", batch / t_ms * 1e3},
+        {"train_ms_median", median(train_ms)},
+        {"adapt_threads", adapt},
+        {"threads_at_end", governor ? governor->threads() : threads},
+        {"thread_changes", governor ? governor->changes() : 0},
         {"eval_ms", e_ms},
         {"eval_images_per_s", batch / e_ms * 1e3},
+        {"eval_ms_median", median(eval_ms)},
         {"peak_rss_mb", rss},
         {"peak_rss_over_idle_mb", rss - rss_idle},
         {"cpu_tensor_peak_mb", tensor_peak_mb},
@@ -173,7 +197,11 @@ int main(int argc, char** argv) {
     } else {
       std::printf("mq %s (%s) on %s, batch %d, %d threads\n", model_name.c_str(), mode.c_str(),
                   device.str().c_str(), batch, threads);
-      std::printf("  train: %8.1f ms/step  %8.1f images/s\n", t_ms, batch / t_ms * 1e3);
+      std::printf("  train: %8.1f ms/step  %8.1f images/s (mean of %d steps; median %.1f ms)\n",
+                  t_ms, batch / t_ms * 1e3, steps, median(train_ms));
+      if (governor)
+        std::printf("  thread governor: %d thread(s) at the end, %d change(s)\n",
+                    governor->threads(), governor->changes());
       std::printf("  eval : %8.1f ms/step  %8.1f images/s\n", e_ms, batch / e_ms * 1e3);
       std::printf("  peak RSS %.1f MB (%.1f MB over idle), tensor peak during training %.1f MB\n",
                   rss, rss - rss_idle, tensor_peak_mb);

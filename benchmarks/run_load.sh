@@ -2,11 +2,15 @@
 # ResNet20 CPU training step, quiet and under load: mq and PyTorch at 1 and 2 threads, with and
 # without one competing busy process (a single-threaded spin loop, like another user's job on a
 # shared machine). Rounds alternate the programs so drift hits both alike; every round is
-# printed. Usage: benchmarks/run_load.sh [--rounds 3] [--steps 6] [--batch 128]
+# printed. mq runs as mqtrain does (the thread governor, engine/thread_governor.h, picks each
+# step's thread count up to --threads) and with every step on all threads (mqtrain
+# --fixed-threads). Images/s are over all timed steps (the governor's probes included), after 10
+# warm-up steps (its first probe falls in them).
+# Usage: benchmarks/run_load.sh [--rounds 3] [--steps 40] [--batch 128]
 # (build first: scripts/build.sh; PyTorch from MQ_SETUP_EXTRAS=1 bash scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=3 steps=6 batch=128
+rounds=3 steps=40 batch=128
 while (($#)); do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
@@ -29,26 +33,27 @@ stop_load() {  # (wait reports the spinner's SIGTERM as status 143: not a failur
 }
 trap stop_load EXIT
 
-images_per_s() {  # impl threads -> train images/s (impl mq-passive: OMP_WAIT_POLICY=passive)
-  local args=(--threads "$2" --batch "$batch" --steps "$steps")
-  if [[ $1 == mq ]]; then "$bin" "${args[@]}" --json
-  elif [[ $1 == mq-passive ]]; then OMP_WAIT_POLICY=passive "$bin" "${args[@]}" --json
+images_per_s() {  # impl threads -> train images/s
+  local args=(--threads "$2" --batch "$batch" --steps "$steps" --warmup 10)
+  if [[ $1 == mq ]]; then "$bin" "${args[@]}" --adapt-threads --json
+  elif [[ $1 == mq-fixed ]]; then "$bin" "${args[@]}" --json
   else OMP_NUM_THREADS=$2 "$py" benchmarks/resnet_step_torch.py "${args[@]}"; fi |
     "$py" -c "import json,sys; print('%.1f' % json.load(sys.stdin)['train_images_per_s'])"
 }
 
-# mq-passive: threads that wait at the end of a parallel region sleep at once instead of
-# spinning first (libgomp reads OMP_WAIT_POLICY when it loads, so it is set from outside).
-impls=(mq mq-passive); ((have_torch)) && impls+=(pytorch)
-echo "ResNet20 batch $batch, $steps timed steps, train images/s; load = one busy process"
-printf '%-6s %-8s %-11s %s\n' round load impl "1 thread / 2 threads"
+# One thread is the same program either way: mq-fixed runs 2 threads only.
+echo "ResNet20 batch $batch, mean of $steps timed steps, train images/s; load = one busy process"
+printf '| round | load | mq 1 thread | mq 2 threads (governed) | mq 2 threads (fixed) |'
+((have_torch)) && printf ' PyTorch 1 thread | PyTorch 2 threads |'
+printf '\n|---|---|---:|---:|---:|'
+((have_torch)) && printf -- '---:|---:|'
+printf '\n'
 for ((r = 1; r <= rounds; ++r)); do
   for load in quiet loaded; do
     [[ $load == loaded ]] && start_load
-    for impl in "${impls[@]}"; do
-      printf '%-6s %-8s %-11s %s / %s\n' "$r" "$load" "$impl" "$(images_per_s "$impl" 1)" \
-        "$(images_per_s "$impl" 2)"
-    done
+    row="| $r | $load | $(images_per_s mq 1) | $(images_per_s mq 2) | $(images_per_s mq-fixed 2) |"
+    ((have_torch)) && row+=" $(images_per_s pytorch 1) | $(images_per_s pytorch 2) |"
+    echo "$row"
     stop_load
   done
 done

@@ -17,6 +17,7 @@ struct StepReport {
   double running_acc = 0;    // percent, epoch so far
   double images_per_s = 0;   // epoch so far
   double elapsed_s = 0;
+  int threads = 0, max_threads = 0;  // CPU threads of this step and the most allowed; 0: not governed
 };
 using StepCallback = std::function<void(const StepReport&)>;
 

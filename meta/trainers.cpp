@@ -445,7 +445,7 @@ double LrSchedule::after_epoch(int epoch, double loss, double lr) {
 
 // ---- epoch ----
 EpochResult train_epoch(QuantTrainer& trainer, DataLoader& loader, Device device, int epoch,
-                        const StepCallback& on_step) {
+                        const StepCallback& on_step, ThreadGovernor* governor) {
   loader.start_epoch(epoch);
   EpochResult r;
   double loss_sum = 0;
@@ -457,7 +457,9 @@ EpochResult train_epoch(QuantTrainer& trainer, DataLoader& loader, Device device
   for (Batch batch; loader.next(batch); ++b) {
     Tensor x = images.upload(batch.images), y = labels.upload(batch.labels);
     const size_t images_in_step = batch.global_size ? batch.global_size : batch.size();
+    if (governor) governor->step_begin();
     StepOutput out = trainer.step(x, y, static_cast<int64_t>(images_in_step));
+    if (governor) governor->step_end(static_cast<int64_t>(batch.size()));
     loss_sum += out.loss * images_in_step;
     correct += out.correct;
     r.images += images_in_step;
@@ -470,6 +472,7 @@ EpochResult train_epoch(QuantTrainer& trainer, DataLoader& loader, Device device
       s.running_acc = 100.0 * correct / r.images;
       s.elapsed_s = since();
       s.images_per_s = r.images / std::max(s.elapsed_s, 1e-9);
+      if (governor) s.threads = governor->threads(), s.max_threads = governor->max_threads();
       on_step(s);
     }
   }

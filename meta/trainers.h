@@ -19,6 +19,7 @@
 #include <string>
 
 #include "engine/optim/optimizer.h"
+#include "engine/thread_governor.h"
 #include "meta/data_parallel.h"
 #include "meta/meta_net.h"
 #include "meta/quantized_layers.h"
@@ -162,8 +163,9 @@ class LrSchedule {
 };
 
 // One epoch with either trainer, in train mode: mean loss, accuracy and throughput, and every
-// step reported to `on_step`.
+// step reported to `on_step`. With a governor, it picks each step's CPU thread count
+// (engine/thread_governor.h); the results do not depend on it.
 EpochResult train_epoch(QuantTrainer& trainer, DataLoader& loader, Device device, int epoch,
-                        const StepCallback& on_step = nullptr);
+                        const StepCallback& on_step = nullptr, ThreadGovernor* governor = nullptr);
 
 }  // namespace mq

@@ -24,20 +24,26 @@ class Progress {
       int filled = int(kWidth * double(s.batch_index + 1) / double(s.batches));
       std::string bar(filled, '#');
       bar.resize(kWidth, '.');
-      std::printf("\repoch %d/%d [%s] %zu/%zu loss %.4f acc %.2f%% %.0f img/s ETA %s ", epoch_ + 1,
+      std::printf("\repoch %d/%d [%s] %zu/%zu loss %.4f acc %.2f%% %.0f img/s%s ETA %s ", epoch_ + 1,
                   epochs_, bar.c_str(), s.batch_index + 1, s.batches, s.running_loss,
-                  s.running_acc, s.images_per_s, clock(eta).c_str());
+                  s.running_acc, s.images_per_s, fewer_threads(s).c_str(), clock(eta).c_str());
       if (last) std::printf("\n");
       std::fflush(stdout);
     } else if (last || (s.batch_index + 1) % every_ == 0) {
-      std::printf("epoch %d/%d batch %zu/%zu loss %.4f acc %.2f%% %.0f img/s ETA %s\n", epoch_ + 1,
+      std::printf("epoch %d/%d batch %zu/%zu loss %.4f acc %.2f%% %.0f img/s%s ETA %s\n", epoch_ + 1,
                   epochs_, s.batch_index + 1, s.batches, s.running_loss, s.running_acc,
-                  s.images_per_s, clock(eta).c_str());
+                  s.images_per_s, fewer_threads(s).c_str(), clock(eta).c_str());
       std::fflush(stdout);
     }
   }
 
  private:
+  // While the thread governor runs fewer threads than allowed (other processes hold cores).
+  static std::string fewer_threads(const StepReport& s) {
+    if (s.threads == 0 || s.threads >= s.max_threads) return "";
+    return " (" + std::to_string(s.threads) + " of " + std::to_string(s.max_threads) +
+           " threads: cores busy)";
+  }
   static std::string clock(double seconds) {
     int t = int(seconds + 0.5);
     char buf[32];

@@ -346,6 +346,11 @@ RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks, C
               device.str().c_str(), num_threads(), dir.c_str());
   LrSchedule schedule = LrSchedule::parse(s.lr_adjust);
   schedule.restore(progress.schedule);
+  // Ranks of a data-parallel job wait for each other, so their step times say little about
+  // their own cores: only a single CPU process governs its thread count.
+  std::unique_ptr<ThreadGovernor> governor;
+  if (!s.fixed_threads && device.is_cpu() && comm.size() == 1)
+    governor = std::make_unique<ThreadGovernor>(num_threads());
   int64_t iter = progress.iterations;
   const int first_epoch = progress.epochs_done;
   bool stop = progress.finished && progress.epochs_done >= s.epochs;
@@ -363,7 +368,7 @@ RunResult run_training(const RunSettings& s, int trial, const RunHooks& hooks, C
     };
     EpochResult r;
     try {
-      r = train_epoch(*trainer, train, device, e, on_step);
+      r = train_epoch(*trainer, train, device, e, on_step, governor.get());
     } catch (const Error& err) {
       try {
         if (log) log->flush();  // the lines so far, for the user (the checkpoint does not cover them)

@@ -41,6 +41,10 @@ struct RunSettings {
   // data parallel (docs/distributed.md): micro-batches per step on each rank, and how often
   // (steps) the ranks compare parameter checksums (0: never)
   int accumulate = 1, check_sync = 0;
+  // CPU threads: keep every step on all of them even while another process holds a core
+  // (default: a single-process CPU run times its steps and runs on fewer threads while that is
+  // faster, engine/thread_governor.h; the results are the same either way)
+  bool fixed_threads = false;
 };
 
 struct RunHooks {

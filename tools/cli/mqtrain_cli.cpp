@@ -81,6 +81,9 @@ void add_training(CLI::App& cmd, MqtrainCommand& c) {
   cmd.add_option("--check-sync", o.check_sync,
                  "under mpirun: compare the ranks' parameter checksums every N steps (0: never)")
       ->check(CLI::Range(0, 1 << 30));
+  cmd.add_flag("--fixed-threads", o.fixed_threads,
+               "keep every step on all --threads even while other processes hold cores (default: "
+               "fewer threads while that is faster; results are identical either way)");
   cmd.add_flag("--spread-trials", c.spread_trials,
                "under mpirun: run the --trials on the ranks side by side (trial t on rank t % N) "
                "instead of training each trial on all ranks");
