@@ -23,6 +23,7 @@
 
 #include "benchmarks/harness/child_process.h"
 #include "engine/backend.h"
+#include "engine/cpu/batch_norm_relu.h"
 #include "engine/cpu/conv_library.h"
 #include "engine/ops.h"
 #include "engine/parallel.h"
@@ -110,11 +111,14 @@ const ConvShape kConvs[] = {
 };
 // Batch norm and ReLU run on these activations ([C, H] at batch N): 7 BN of 16x32x32 (conv1 and
 // six in stage 1), 7 of 32x16x16 (six and the shortcut's), 7 of 64x8x8; ReLU on 7, 6, 6.
+// ResNet20's batch norms per activation shape in training: alone (the downsample's), with a
+// ReLU (the stem's and each block's first) and with the residual add and a ReLU (each block's
+// second), the last two one batch_norm_relu each.
 struct ActShape {
   int64_t c, h;
-  int bn, relu;
+  int bn, bn_relu, bn_add_relu;
 };
-const ActShape kActs[] = {{16, 32, 7, 7}, {32, 16, 7, 6}, {64, 8, 7, 6}};
+const ActShape kActs[] = {{16, 32, 0, 4, 3}, {32, 16, 1, 3, 3}, {64, 8, 1, 3, 3}};
 
 struct Row {
   std::string pass;
@@ -209,6 +213,12 @@ int main(int argc, char** argv) {
 
     // ---- passes ----
     std::vector<Row> rows;
+    struct Fusion {
+      std::string what;
+      int count;
+      double fused_ms, separate_ms;  // forward + backward through autograd, all occurrences
+    };
+    std::vector<Fusion> fusion;
     for (const ConvShape& s : kConvs) {
       Conv2dParams p{s.stride, s.pad};
       const int64_t o = (s.h + 2 * s.pad - s.r) / s.stride + 1;
@@ -228,26 +238,62 @@ int main(int argc, char** argv) {
     }
     for (const ActShape& s : kActs) {
       Tensor x = random_tensor({batch, s.c, s.h, s.h}, 7), gy = random_tensor(x.shape(), 8);
+      Tensor res = random_tensor(x.shape(), 13);
       Tensor wt = random_tensor({s.c}, 9, 0.5, 1.5), bs = random_tensor({s.c}, 10);
       Tensor rm = Tensor::zeros({s.c}), rv = Tensor::full({s.c}, 1.0), y = Tensor::empty(x.shape());
       Tensor sm = Tensor::empty({s.c}), si = Tensor::empty({s.c});
       Tensor gx = Tensor::empty(x.shape()), gw = Tensor::empty({s.c}), gb = Tensor::empty({s.c});
+      Tensor gr = Tensor::empty(x.shape());
       const double gb_act = double(x.numel()) * 4 / 1e9;  // one pass over the activation
       const std::string shape = fmt::format("{}x{}x{}", s.c, s.h, s.h);
-      // Forward reads x and writes y (2 passes), backward reads gy and x, writes gx (3).
-      rows.push_back({"bn fwd      " + shape, s.bn,
-                      1e3 * s.bn * best_s(reps, [&] {
-                        cpu::batch_norm_forward_train(x, wt, bs, rm, rv, 0.1, 1e-5, y, sm, si);
-                      }),
-                      2 * gb_act * s.bn, false});
-      rows.push_back({"bn bwd      " + shape, s.bn,
-                      1e3 * s.bn * best_s(reps, [&] {
-                        cpu::batch_norm_backward_train(gy, x, wt, sm, si, gx, gw, gb);
-                      }),
-                      3 * gb_act * s.bn, false});
-      NoGradGuard ng;
-      rows.push_back({"relu fwd    " + shape, s.relu,
-                      1e3 * s.relu * best_s(reps, [&] { relu(x); }), 2 * gb_act * s.relu, false});
+      // Passes over activations at the least: batch norm's forward reads x and writes y, its
+      // backward reads gy and x and writes gx; a residual adds a read each way and the
+      // backward's write of its gradient.
+      if (s.bn > 0) {
+        rows.push_back({"bn fwd      " + shape, s.bn,
+                        1e3 * s.bn * best_s(reps, [&] {
+                          cpu::batch_norm_forward_train(x, wt, bs, rm, rv, 0.1, 1e-5, y, sm, si);
+                        }),
+                        2 * gb_act * s.bn, false});
+        rows.push_back({"bn bwd      " + shape, s.bn,
+                        1e3 * s.bn * best_s(reps, [&] {
+                          cpu::batch_norm_backward_train(gy, x, wt, sm, si, gx, gw, gb);
+                        }),
+                        3 * gb_act * s.bn, false});
+      }
+      for (const bool with_res : {false, true}) {
+        const int count = with_res ? s.bn_add_relu : s.bn_relu;
+        const Tensor r = with_res ? res : Tensor();
+        const std::string name = with_res ? "bn+add+relu" : "bn+relu    ";
+        rows.push_back({name + " fwd " + shape, count,
+                        1e3 * count * best_s(reps, [&] {
+                          cpu::batch_norm_relu_forward_train(x, wt, bs, rm, rv, 0.1, 1e-5, r, y,
+                                                             sm, si);
+                        }),
+                        (with_res ? 3 : 2) * gb_act * count, false});
+        Tensor g_res = with_res ? gr : Tensor();
+        rows.push_back({name + " bwd " + shape, count,
+                        1e3 * count * best_s(reps, [&] {
+                          cpu::batch_norm_relu_backward_train(gy, x, wt, bs, r, sm, si, gx, gw, gb,
+                                                              g_res);
+                        }),
+                        (with_res ? 5 : 3) * gb_act * count, false});
+        // The same through autograd, fused and as separate ops (batch_norm, add, relu), forward
+        // and backward: what fusing saves inside a step.
+        auto step = [&](bool fused) {
+          Tensor xg = x.detach().set_requires_grad();
+          Tensor out;
+          if (fused) {
+            out = batch_norm_relu(xg, wt, bs, rm, rv, {true, 0.1, 1e-5}, r);
+          } else {
+            Tensor z = batch_norm(xg, wt, bs, rm, rv, {true, 0.1, 1e-5});
+            out = relu(with_res ? add(z, r) : z);
+          }
+          out.backward(gy);
+        };
+        fusion.push_back({name + " " + shape, count, 1e3 * count * best_s(reps, [&] { step(true); }),
+                          1e3 * count * best_s(reps, [&] { step(false); })});
+      }
     }
     {
       // The quantizer over ResNet20's 270,896 quantized weights (one call for all: per layer
@@ -301,8 +347,20 @@ int main(int argc, char** argv) {
       if (!r.pass.starts_with("meta")) total += r.ms;
       if (r.pass.starts_with("conv")) conv += r.ms;
     }
-    fmt::print("\nsum of the STE step's passes (convs, batch norm, ReLU, quantizer): {:.1f} ms "
-               "(convs {:.1f} ms); MetaQuant adds its meta line\n", total, conv);
+    fmt::print("\nsum of the STE step's passes (convs, batch norm with its ReLU and add, "
+               "quantizer): {:.1f} ms (convs {:.1f} ms); MetaQuant adds its meta line\n",
+               total, conv);
+    fmt::print("\nbatch norm + (add) + ReLU, forward and backward through autograd, all "
+               "occurrences: fused (batch_norm_relu) against batch_norm, add, relu\n");
+    double fused_sum = 0, separate_sum = 0;
+    for (const Fusion& f : fusion) {
+      fmt::print("  {:<22} x{}  fused {:6.2f} ms  separate {:6.2f} ms  ({:.2f}x)\n", f.what,
+                 f.count, f.fused_ms, f.separate_ms, f.separate_ms / f.fused_ms);
+      fused_sum += f.fused_ms;
+      separate_sum += f.separate_ms;
+    }
+    fmt::print("  all                        fused {:6.2f} ms  separate {:6.2f} ms\n", fused_sum,
+               separate_sum);
   } catch (const std::exception& e) {
     fmt::print(stderr, "roofline: {}\n", e.what());
     return 1;

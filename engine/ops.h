@@ -72,6 +72,14 @@ struct BatchNormParams {
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
                   Tensor& running_mean, Tensor& running_var, BatchNormParams params);
 
+// relu(batch_norm(x) + residual?), residual undefined for none: a ResNet block's BN(-add)-ReLU.
+// In training on the CPU (x [N, C, H, W], f32 or f64) one pass over the activations each way,
+// without storing the batch norm's or the add's output; the values and gradients are bit for bit
+// those of batch_norm, add and relu in turn, which it runs everywhere else.
+Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                       Tensor& running_mean, Tensor& running_var, BatchNormParams params,
+                       const Tensor& residual);
+
 // Eval-mode batch norm's parameters (weight and bias may be undefined: affine off).
 struct BatchNormEvalParams {
   Tensor weight, bias, running_mean, running_var;

@@ -1,5 +1,6 @@
 // Global average pool, batch norm, cross-entropy and accuracy: validation, dispatch to
 // engine/cpu or engine/cuda, and the backward next to each forward.
+#include "engine/cpu/batch_norm_relu.h"
 #include "engine/ops_nn_common.h"
 
 namespace mq {
@@ -126,6 +127,53 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
         [&](auto) { cpu::batch_norm_backward_eval(g, xs, ws, rm, rv, eps, gx, gw, gb); },
         [&](auto) { cuda_ops::batch_norm_backward_eval(g, xs, ws, rm, rv, eps, gx, gw, gb); });
     return std::vector<Tensor>{gx, gw, gb};
+  });
+}
+
+Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                       Tensor& running_mean, Tensor& running_var, BatchNormParams p,
+                       const Tensor& residual) {
+  const char* op = "batch_norm_relu";
+  check_operand(x, x, -1, op, "x");
+  if (residual.defined()) {
+    check_same_device(residual, x, op);
+    check_same_dtype(residual, x, op);
+    MQ_CHECK(residual.shape() == x.shape(), "{}: residual {} must have x's shape {}", op,
+             residual.describe(), shape_str(x.shape()));
+  }
+  const bool fused = p.training && x.is_cpu() && x.dim() == 4 && x.size(2) * x.size(3) > 1 &&
+                     (x.dtype() == DType::f32 || x.dtype() == DType::f64);
+  if (!fused) {
+    Tensor y = batch_norm(x, weight, bias, running_mean, running_var, p);
+    return relu(residual.defined() ? add(y, residual) : y);
+  }
+  const int64_t c = x.size(1);
+  nn_detail::check_batch_norm_params(x, c, weight, bias, running_mean, running_var, op);
+  MQ_CHECK(p.eps > 0 && p.momentum >= 0 && p.momentum <= 1,
+           "{}: need eps > 0 and momentum in [0, 1], got eps {} momentum {}", op, p.eps,
+           p.momentum);
+  Tensor y = empty_like(x);
+  Tensor save_mean = Tensor::empty({c}, x.dtype(), x.device());
+  Tensor save_invstd = Tensor::empty({c}, x.dtype(), x.device());
+  cpu::batch_norm_relu_forward_train(x, weight, bias, running_mean, running_var, p.momentum,
+                                     p.eps, residual, y, save_mean, save_invstd);
+  Tensor xs = x.detach();
+  Tensor ws = weight.defined() ? weight.detach() : Tensor();
+  Tensor bs = bias.defined() ? bias.detach() : Tensor();
+  Tensor rs = residual.defined() ? residual.detach() : Tensor();
+  const bool gx_needed = x.requires_grad();
+  const bool gw_needed = weight.defined() && weight.requires_grad();
+  const bool gb_needed = bias.defined() && bias.requires_grad();
+  const bool gr_needed = residual.defined() && residual.requires_grad();
+  return record(y, op, {x, weight, bias, residual}, [=](const Tensor& g) {
+    Tensor gx, gw, gb, gr;
+    if (gx_needed) gx = empty_like(xs);
+    if (gw_needed) gw = empty_like(ws);
+    if (gb_needed) gb = Tensor::empty({c}, g.dtype(), g.device());
+    if (rs.defined()) gr = empty_like(rs);  // the ReLU's gradient: the pass below reads it too
+    cpu::batch_norm_relu_backward_train(g, xs, ws, bs, rs, save_mean, save_invstd, gx, gw, gb,
+                                        gr);
+    return std::vector<Tensor>{gx, gw, gb, gr_needed ? gr : Tensor()};
   });
 }
 

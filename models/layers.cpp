@@ -129,6 +129,18 @@ void BatchNorm2d::reset_parameters() {
 }
 
 Tensor BatchNorm2d::forward(const Tensor& x) {
+  return normalize(x, [&](Tensor& mean, Tensor& var, BatchNormParams p) {
+    return batch_norm(x, weight, bias, mean, var, p);
+  });
+}
+
+Tensor BatchNorm2d::forward_relu(const Tensor& x, const Tensor& residual) {
+  return normalize(x, [&](Tensor& mean, Tensor& var, BatchNormParams p) {
+    return batch_norm_relu(x, weight, bias, mean, var, p, residual);
+  });
+}
+
+Tensor BatchNorm2d::normalize(const Tensor& x, const Normalizer& op) {
   MQ_CHECK(x.dim() == 4 && x.size(1) == channels,
            "layer '{}' (BatchNorm2d of {} channels): expected input [N, {}, H, W], got {}",
            path(), channels, channels, x.describe());
@@ -138,7 +150,7 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
     // variance exactly ((1 - 1) * 0 + 1 * m).
     Tensor mean = Tensor::zeros(running_mean.shape(), running_mean.dtype(), running_mean.device());
     Tensor var = Tensor::zeros(running_var.shape(), running_var.dtype(), running_var.device());
-    Tensor y = batch_norm(x, weight, bias, mean, var, {true, 1.0, eps});
+    Tensor y = op(mean, var, {true, 1.0, eps});
     if (stats_sum.batches == 0) {
       stats_sum.mean = mean;
       stats_sum.var = var;
@@ -150,7 +162,7 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
     return y;
   }
   if (is_training()) num_batches_tracked.data<int64_t>()[0] += 1;  // host-only counter
-  return batch_norm(x, weight, bias, running_mean, running_var, p);
+  return op(running_mean, running_var, p);
 }
 
 void BatchNorm2d::apply_stats(int slices) {

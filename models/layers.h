@@ -5,6 +5,7 @@
 // and the quantized/meta-updated weight in QConv2d/QLinear. A LayerFactory lets a model build
 // its convs and fc without knowing which kind it gets.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 
@@ -85,6 +86,8 @@ class BatchNorm2d : public Module {
 
   void reset_parameters();  // weight 1, bias 0, running stats 0 / 1
   Tensor forward(const Tensor& x);
+  // relu(forward(x) + residual?) (residual undefined for none) as one op, batch_norm_relu.
+  Tensor forward_relu(const Tensor& x, const Tensor& residual);
   // Data-parallel training (meta/data_parallel.h): while defer_stats is on, a training forward
   // leaves the running statistics alone and adds its batch's mean and unbiased variance to
   // stats_sum (which the trainer may sum over ranks); apply_stats(slices) then updates the
@@ -101,6 +104,12 @@ class BatchNorm2d : public Module {
 
   const int64_t channels;
   const double eps, momentum;
+
+ private:
+  // Runs op with the statistics to update (the running ones, or scratch ones that stats_sum
+  // takes under defer_stats) and the parameters of this mode.
+  using Normalizer = std::function<Tensor(Tensor& mean, Tensor& var, BatchNormParams p)>;
+  Tensor normalize(const Tensor& x, const Normalizer& op);
 };
 
 // Builds the weight layers of a model; subclass it to get quantized layers.

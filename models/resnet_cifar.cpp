@@ -16,16 +16,17 @@ BasicBlock::BasicBlock(int64_t in_planes, int64_t planes, int64_t stride, const 
 
 namespace {
 // relu?(bn(conv(x)) + residual?), residual undefined for none. In training, the modules' own
-// forwards (the batch norm updates its running statistics); in eval mode one conv2d_bn_eval
-// (the same values; on the CPU without the batch norm, add and ReLU passes).
+// forwards (the batch norm updates its running statistics; with the ReLU, batch_norm_relu
+// takes the add and the ReLU into its passes); in eval mode one conv2d_bn_eval (the same
+// values; on the CPU without the batch norm, add and ReLU passes).
 Tensor conv_bn(Conv2d& conv, BatchNorm2d& bn, const Tensor& x, const Tensor& residual,
                bool relu_after) {
   if (!bn.is_training())
     return conv2d_bn_eval(x, conv.effective_weight(), {conv.stride, conv.padding},
                           bn.eval_params(), residual, relu_after);
+  if (relu_after) return bn.forward_relu(conv.forward(x), residual);
   Tensor y = bn.forward(conv.forward(x));
-  if (residual.defined()) y = add(y, residual);
-  return relu_after ? relu(y) : y;
+  return residual.defined() ? add(y, residual) : y;
 }
 }  // namespace
 

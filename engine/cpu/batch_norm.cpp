@@ -7,6 +7,7 @@
 #include "kernels/base/float_math.h"
 
 #include "engine/backend.h"
+#include "engine/cpu/batch_norm_relu.h"
 #include "engine/cpu/bn_eval_affine.h"
 #include "engine/dispatch.h"
 
@@ -66,10 +67,12 @@ void apply_affine(const T* x, T* y, const BnGeom& g, const T* scale, const T* sh
 // squares in T and their sum in double; biased var = var_sum / N and unbiased var_sum / (N - 1)
 // in T; invstd = 1 / sqrt(var + eps) in double; momentum rounded to T; the running mean update
 // in T, the running var update in double from T(1 - momentum) * running_var rounded to T.
+// Fills save_mean, save_invstd, the running statistics and the per-channel affine
+// y = fma(x, scale, shift) that normalizes the batch.
 template <class T>
-void forward_train(const Tensor& xt, const Tensor& wt, const Tensor& bt, Tensor& rmt,
-                             Tensor& rvt, double momentum, double eps, Tensor& yt, Tensor& smt,
-                             Tensor& sit) {
+void train_statistics(const Tensor& xt, const Tensor& wt, const Tensor& bt, Tensor& rmt,
+                      Tensor& rvt, double momentum, double eps, Tensor& smt, Tensor& sit,
+                      std::vector<T>& scale, std::vector<T>& shift) {
   BnGeom g = bn_geom(xt);
   const T* x = xt.data<T>();
   const T* w = opt_data<T>(wt);
@@ -80,7 +83,8 @@ void forward_train(const Tensor& xt, const Tensor& wt, const Tensor& bt, Tensor&
   T* save_invstd = sit.data<T>();
   const int64_t count = g.n * g.hw;
   const T mom = T(momentum);
-  std::vector<T> scale(g.c), shift(g.c);
+  scale.resize(g.c);
+  shift.resize(g.c);
 #pragma omp parallel for schedule(dynamic)
   for (int64_t c = 0; c < g.c; ++c) {
     T mean, var_sum;
@@ -140,7 +144,15 @@ void forward_train(const Tensor& xt, const Tensor& wt, const Tensor& bt, Tensor&
     scale[c] = a;
     shift[c] = kernels::fma_of(-mean, a, b ? b[c] : T(0));  // bias - mean * alpha, fused
   }
-  apply_affine(x, yt.data<T>(), g, scale.data(), shift.data());
+}
+
+template <class T>
+void forward_train(const Tensor& xt, const Tensor& wt, const Tensor& bt, Tensor& rmt,
+                   Tensor& rvt, double momentum, double eps, Tensor& yt, Tensor& smt,
+                   Tensor& sit) {
+  std::vector<T> scale, shift;
+  train_statistics<T>(xt, wt, bt, rmt, rvt, momentum, eps, smt, sit, scale, shift);
+  apply_affine(xt.data<T>(), yt.data<T>(), bn_geom(xt), scale.data(), shift.data());
 }
 
 template <class T>
@@ -309,6 +321,146 @@ void backward_eval(const Tensor& gyt, const Tensor& xt, const Tensor& wt, const 
   }
 }
 
+
+// ---- batch norm + (residual add) + ReLU in training, fused (batch_norm_relu in engine/ops.h) ----
+// The same roundings as the three separate ops: z = fma(x, scale, shift), then z + residual,
+// then z > 0 ? z : 0; the backward's mask z > 0 is recomputed from x (and the residual) with the
+// forward's scale and shift, the same bits, so the BN output and the ReLU's are never stored.
+
+// y = relu(fma(x, scale, shift) + r?) per (n, c) plane.
+template <class T>
+void apply_affine_relu(const T* x, const T* r, T* y, const BnGeom& g, const T* scale,
+                       const T* shift) {
+#pragma omp parallel for collapse(2) schedule(dynamic, 16)
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t c = 0; c < g.c; ++c) {
+      const T a = scale[c], b = shift[c];
+      const int64_t off = (n * g.c + c) * g.hw;
+      const T* in = x + off;
+      T* out = y + off;
+      if (r) {
+        const T* res = r + off;
+#pragma omp simd
+        for (int64_t i = 0; i < g.hw; ++i) {
+          const T z = kernels::fma_of(in[i], a, b) + res[i];
+          out[i] = z > T(0) ? z : T(0);
+        }
+      } else {
+#pragma omp simd
+        for (int64_t i = 0; i < g.hw; ++i) {
+          const T z = kernels::fma_of(in[i], a, b);
+          out[i] = z > T(0) ? z : T(0);
+        }
+      }
+    }
+}
+
+// The per-channel affine of the forward, from its saved statistics.
+template <class T>
+void saved_affine(const T* w, const T* b, const T* mean, const T* invstd, int64_t c,
+                  std::vector<T>& scale, std::vector<T>& shift) {
+  scale.resize(c);
+  shift.resize(c);
+  for (int64_t i = 0; i < c; ++i) {
+    scale[i] = invstd[i] * (w ? w[i] : T(1));
+    shift[i] = kernels::fma_of(-mean[i], scale[i], b ? b[i] : T(0));
+  }
+}
+
+// g1 = the gradient below the ReLU for one plane: gy where fma(x, a, b) + r? > 0, else 0.
+template <class T>
+void relu_masked(const T* gy, const T* x, const T* r, T a, T b, int64_t size, T* g1) {
+  if (r) {
+#pragma omp simd
+    for (int64_t i = 0; i < size; ++i)
+      g1[i] = kernels::fma_of(x[i], a, b) + r[i] > T(0) ? gy[i] : T(0);
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < size; ++i) g1[i] = kernels::fma_of(x[i], a, b) > T(0) ? gy[i] : T(0);
+  }
+}
+
+// As backward_train with gy replaced by the ReLU's (and the add's) gradient g1, recomputed in
+// each pass (the sums' pass keeps one plane of it); with a residual, g1 is its gradient too and
+// the second pass writes it to gr.
+template <class T>
+void backward_train_relu(const Tensor& gyt, const Tensor& xt, const Tensor& wt, const Tensor& bt,
+                         const Tensor& rt, const Tensor& smt, const Tensor& sit, Tensor& gxt,
+                         Tensor& gwt, Tensor& gbt, Tensor& grt) {
+  const BnGeom g = bn_geom(xt);
+  const T* gy = gyt.data<T>();
+  const T* x = xt.data<T>();
+  const T* w = opt_data<T>(wt);
+  const T* r = opt_data<T>(rt);
+  T* gr = opt_data<T>(grt);
+  const T* mean = smt.data<T>();
+  const T* invstd = sit.data<T>();
+  std::vector<T> scale, shift;
+  saved_affine(w, opt_data<T>(bt), mean, invstd, g.c, scale, shift);
+  std::vector<double> sg(g.c, 0.0), sgx(g.c, 0.0);
+#pragma omp parallel
+  {
+    std::vector<T> plane(g.hw);
+#pragma omp for schedule(dynamic)
+    for (int64_t c = 0; c < g.c; ++c) {
+      double a = 0, b = 0;
+      for (int64_t n = 0; n < g.n; ++n) {
+        const int64_t off = (n * g.c + c) * g.hw;
+        T* g1 = plane.data();
+        relu_masked(gy + off, x + off, r ? r + off : nullptr, scale[c], shift[c], g.hw, g1);
+        T ta, tb;
+        plane_sums(g1, x + off, mean[c], g.hw, ta, tb);
+        a += ta;
+        b += tb;
+      }
+      sg[c] = a;
+      sgx[c] = b;
+    }
+  }
+  const int64_t count = g.n * g.hw;
+  if (T* gw = opt_data<T>(gwt))
+    for (int64_t c = 0; c < g.c; ++c) gw[c] = T(sgx[c] * double(invstd[c]));
+  if (T* gb = opt_data<T>(gbt))
+    for (int64_t c = 0; c < g.c; ++c) gb[c] = T(sg[c]);
+  T* gx = opt_data<T>(gxt);
+  if (!gx) {  // the residual's gradient alone
+    if (gr)
+#pragma omp parallel for collapse(2) schedule(dynamic, 16)
+      for (int64_t n = 0; n < g.n; ++n)
+        for (int64_t c = 0; c < g.c; ++c) {
+          const int64_t off = (n * g.c + c) * g.hw;
+          relu_masked(gy + off, x + off, r + off, scale[c], shift[c], g.hw, gr + off);
+        }
+    return;
+  }
+  std::vector<T> ck(g.c), cm(g.c);
+  for (int64_t c = 0; c < g.c; ++c) {
+    ck[c] = T(sgx[c]) * invstd[c] * invstd[c] / T(count);
+    cm[c] = T(sg[c] / double(count));
+  }
+#pragma omp parallel for collapse(2) schedule(dynamic, 16)
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t c = 0; c < g.c; ++c) {
+      const int64_t off = (n * g.c + c) * g.hw;
+      const T k = ck[c], gm = cm[c], m = mean[c], is = invstd[c], wc = w ? w[c] : T(1);
+      const T a = scale[c], b = shift[c];
+      if (gr) {
+#pragma omp simd
+        for (int64_t i = 0; i < g.hw; ++i) {
+          const T z = kernels::fma_of(x[off + i], a, b) + r[off + i];
+          const T g1 = z > T(0) ? gy[off + i] : T(0);
+          gr[off + i] = g1;
+          gx[off + i] = kernels::fma_of(-(x[off + i] - m), k, g1 - gm) * is * wc;
+        }
+      } else {
+#pragma omp simd
+        for (int64_t i = 0; i < g.hw; ++i) {
+          const T g1 = kernels::fma_of(x[off + i], a, b) > T(0) ? gy[off + i] : T(0);
+          gx[off + i] = kernels::fma_of(-(x[off + i] - m), k, g1 - gm) * is * wc;
+        }
+      }
+    }
+}
 }  // namespace
 
 void batch_norm_forward_train(const Tensor& x, const Tensor& weight, const Tensor& bias,
@@ -341,6 +493,31 @@ void batch_norm_backward_eval(const Tensor& gy, const Tensor& x, const Tensor& w
                               Tensor& gx, Tensor& gw, Tensor& gb) {
   dispatch_floating(x.dtype(), "batch_norm_backward", [&](auto tag) {
     backward_eval<decltype(tag)>(gy, x, weight, running_mean, running_var, eps, gx, gw, gb);
+  });
+}
+
+
+void batch_norm_relu_forward_train(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                   Tensor& running_mean, Tensor& running_var, double momentum,
+                                   double eps, const Tensor& residual, Tensor& y,
+                                   Tensor& save_mean, Tensor& save_invstd) {
+  dispatch_floating(x.dtype(), "batch_norm_relu", [&](auto tag) {
+    using T = decltype(tag);
+    std::vector<T> scale, shift;
+    train_statistics<T>(x, weight, bias, running_mean, running_var, momentum, eps, save_mean,
+                        save_invstd, scale, shift);
+    apply_affine_relu(x.data<T>(), opt_data<T>(residual), y.data<T>(), bn_geom(x), scale.data(),
+                      shift.data());
+  });
+}
+
+void batch_norm_relu_backward_train(const Tensor& gy, const Tensor& x, const Tensor& weight,
+                                    const Tensor& bias, const Tensor& residual,
+                                    const Tensor& save_mean, const Tensor& save_invstd,
+                                    Tensor& gx, Tensor& gw, Tensor& gb, Tensor& gr) {
+  dispatch_floating(x.dtype(), "batch_norm_relu_backward", [&](auto tag) {
+    backward_train_relu<decltype(tag)>(gy, x, weight, bias, residual, save_mean, save_invstd, gx,
+                                       gw, gb, gr);
   });
 }
 
