@@ -63,6 +63,14 @@ void apply_affine(const T* x, T* y, const BnGeom& g, const T* scale, const T* sh
     }
 }
 
+// y = fma(x, scale, shift) normalizes with mean and invstd: scale = invstd * weight and
+// shift = bias - mean * scale, fused (ATen's alpha and beta).
+template <class T>
+void normalizing_affine(T mean, T invstd, T weight, T bias, T& scale, T& shift) {
+  scale = invstd * weight;
+  shift = kernels::fma_of(-mean, scale, bias);
+}
+
 // As ATen: mean = T(sum(x) / N) with the sum in double; var_sum = T(sum((x - mean)^2)) with the
 // squares in T and their sum in double; biased var = var_sum / N and unbiased var_sum / (N - 1)
 // in T; invstd = 1 / sqrt(var + eps) in double; momentum rounded to T; the running mean update
@@ -140,9 +148,7 @@ void train_statistics(const Tensor& xt, const Tensor& wt, const Tensor& bt, Tens
     const double unbiased = double(var_sum / T(count - 1));
     const T kept = (T(1) - mom) * rv[c];
     rv[c] = T(double(mom) * unbiased + double(kept));
-    const T a = invstd * (w ? w[c] : T(1));
-    scale[c] = a;
-    shift[c] = kernels::fma_of(-mean, a, b ? b[c] : T(0));  // bias - mean * alpha, fused
+    normalizing_affine(mean, invstd, w ? w[c] : T(1), b ? b[c] : T(0), scale[c], shift[c]);
   }
 }
 
@@ -251,6 +257,34 @@ void channel_sums(const T* gy, const T* x, const T* mean, const BnGeom& g,
   }
 }
 
+// The parts of the training backward that both it and the fused ReLU backward take from the
+// channel sums sum(g) and sum(g * (x - mean)): the weight and bias gradients (written where
+// defined) and, per channel, k = T(dotp) * invstd * invstd / N and grad_mean = T(sum / N).
+template <class T>
+struct TrainGradCoefs {
+  std::vector<T> k, grad_mean;
+};
+template <class T>
+TrainGradCoefs<T> train_grad_coefs(const std::vector<double>& sg, const std::vector<double>& sgx,
+                                   const T* invstd, int64_t count, Tensor& gwt, Tensor& gbt) {
+  const size_t c = sg.size();
+  if (T* gw = opt_data<T>(gwt))
+    for (size_t i = 0; i < c; ++i) gw[i] = T(sgx[i] * double(invstd[i]));
+  if (T* gb = opt_data<T>(gbt))
+    for (size_t i = 0; i < c; ++i) gb[i] = T(sg[i]);
+  TrainGradCoefs<T> r{std::vector<T>(c), std::vector<T>(c)};
+  for (size_t i = 0; i < c; ++i) {
+    r.k[i] = T(sgx[i]) * invstd[i] * invstd[i] / T(count);
+    r.grad_mean[i] = T(sg[i] / double(count));
+  }
+  return r;
+}
+// gx = fma(-(x - mean), k, g - grad_mean) * invstd * w.
+template <class T>
+inline T train_input_grad(T x, T mean, T k, T g, T grad_mean, T invstd, T w) {
+  return kernels::fma_of(-(x - mean), k, g - grad_mean) * invstd * w;
+}
+
 // As ATen: k = T(dotp) * invstd * invstd / N and grad_mean = T(sum / N), then
 // gx = fma(-(x - mean), k, gy - grad_mean) * invstd * w, all in T (ATen's
 // (dy - grad_mean - (x - mean) * k) * invstd * w with the subtract of the product fused).
@@ -266,26 +300,17 @@ void backward_train(const Tensor& gyt, const Tensor& xt, const Tensor& wt,
   const T* invstd = sit.data<T>();
   std::vector<double> sg, sgx;
   channel_sums(gy, x, mean, g, sg, sgx);
-  const int64_t count = g.n * g.hw;
-  if (T* gw = opt_data<T>(gwt))
-    for (int64_t c = 0; c < g.c; ++c) gw[c] = T(sgx[c] * double(invstd[c]));
-  if (T* gb = opt_data<T>(gbt))
-    for (int64_t c = 0; c < g.c; ++c) gb[c] = T(sg[c]);
+  const TrainGradCoefs<T> k = train_grad_coefs<T>(sg, sgx, invstd, g.n * g.hw, gwt, gbt);
   T* gx = opt_data<T>(gxt);
   if (!gx) return;
-  std::vector<T> ck(g.c), cm(g.c);
-  for (int64_t c = 0; c < g.c; ++c) {
-    ck[c] = T(sgx[c]) * invstd[c] * invstd[c] / T(count);
-    cm[c] = T(sg[c] / double(count));
-  }
 #pragma omp parallel for collapse(2) schedule(dynamic, 16)
   for (int64_t n = 0; n < g.n; ++n)
     for (int64_t c = 0; c < g.c; ++c) {
       const int64_t off = (n * g.c + c) * g.hw;
-      const T k = ck[c], gm = cm[c], m = mean[c], is = invstd[c], wc = w ? w[c] : T(1);
+      const T kc = k.k[c], gm = k.grad_mean[c], m = mean[c], is = invstd[c], wc = w ? w[c] : T(1);
 #pragma omp simd
       for (int64_t i = 0; i < g.hw; ++i)
-        gx[off + i] = kernels::fma_of(-(x[off + i] - m), k, gy[off + i] - gm) * is * wc;
+        gx[off + i] = train_input_grad(x[off + i], m, kc, gy[off + i], gm, is, wc);
     }
 }
 
@@ -361,10 +386,8 @@ void saved_affine(const T* w, const T* b, const T* mean, const T* invstd, int64_
                   std::vector<T>& scale, std::vector<T>& shift) {
   scale.resize(c);
   shift.resize(c);
-  for (int64_t i = 0; i < c; ++i) {
-    scale[i] = invstd[i] * (w ? w[i] : T(1));
-    shift[i] = kernels::fma_of(-mean[i], scale[i], b ? b[i] : T(0));
-  }
+  for (int64_t i = 0; i < c; ++i)
+    normalizing_affine(mean[i], invstd[i], w ? w[i] : T(1), b ? b[i] : T(0), scale[i], shift[i]);
 }
 
 // g1 = the gradient below the ReLU for one plane: gy where fma(x, a, b) + r? > 0, else 0.
@@ -417,11 +440,7 @@ void backward_train_relu(const Tensor& gyt, const Tensor& xt, const Tensor& wt, 
       sgx[c] = b;
     }
   }
-  const int64_t count = g.n * g.hw;
-  if (T* gw = opt_data<T>(gwt))
-    for (int64_t c = 0; c < g.c; ++c) gw[c] = T(sgx[c] * double(invstd[c]));
-  if (T* gb = opt_data<T>(gbt))
-    for (int64_t c = 0; c < g.c; ++c) gb[c] = T(sg[c]);
+  const TrainGradCoefs<T> k = train_grad_coefs<T>(sg, sgx, invstd, g.n * g.hw, gwt, gbt);
   T* gx = opt_data<T>(gxt);
   if (!gx) {  // the residual's gradient alone
     if (gr)
@@ -433,16 +452,11 @@ void backward_train_relu(const Tensor& gyt, const Tensor& xt, const Tensor& wt, 
         }
     return;
   }
-  std::vector<T> ck(g.c), cm(g.c);
-  for (int64_t c = 0; c < g.c; ++c) {
-    ck[c] = T(sgx[c]) * invstd[c] * invstd[c] / T(count);
-    cm[c] = T(sg[c] / double(count));
-  }
 #pragma omp parallel for collapse(2) schedule(dynamic, 16)
   for (int64_t n = 0; n < g.n; ++n)
     for (int64_t c = 0; c < g.c; ++c) {
       const int64_t off = (n * g.c + c) * g.hw;
-      const T k = ck[c], gm = cm[c], m = mean[c], is = invstd[c], wc = w ? w[c] : T(1);
+      const T kc = k.k[c], gm = k.grad_mean[c], m = mean[c], is = invstd[c], wc = w ? w[c] : T(1);
       const T a = scale[c], b = shift[c];
       if (gr) {
 #pragma omp simd
@@ -450,13 +464,13 @@ void backward_train_relu(const Tensor& gyt, const Tensor& xt, const Tensor& wt, 
           const T z = kernels::fma_of(x[off + i], a, b) + r[off + i];
           const T g1 = z > T(0) ? gy[off + i] : T(0);
           gr[off + i] = g1;
-          gx[off + i] = kernels::fma_of(-(x[off + i] - m), k, g1 - gm) * is * wc;
+          gx[off + i] = train_input_grad(x[off + i], m, kc, g1, gm, is, wc);
         }
       } else {
 #pragma omp simd
         for (int64_t i = 0; i < g.hw; ++i) {
           const T g1 = kernels::fma_of(x[off + i], a, b) > T(0) ? gy[off + i] : T(0);
-          gx[off + i] = kernels::fma_of(-(x[off + i] - m), k, g1 - gm) * is * wc;
+          gx[off + i] = train_input_grad(x[off + i], m, kc, g1, gm, is, wc);
         }
       }
     }
