@@ -6,19 +6,26 @@
 # step's thread count up to --threads) and with every step on all threads (mqtrain
 # --fixed-threads). Images/s are over all timed steps (the governor's probes included), after 10
 # warm-up steps (its first probe falls in them).
-# Usage: benchmarks/run_load.sh [--rounds 3] [--steps 40] [--batch 128]
+# --session own starts the busy process in its own session, as another user's job would be: with
+# the kernel's autogroup scheduling (/proc/sys/kernel/sched_autogroup_enabled) each session then
+# gets an equal share of the CPU, so this program's threads together get one core; by default it
+# shares this script's session and each thread gets an equal share (2 of 3 threads' worth).
+# Usage: benchmarks/run_load.sh [--rounds 3] [--steps 40] [--batch 128] [--session same|own]
 # (build first: scripts/build.sh; PyTorch from MQ_SETUP_EXTRAS=1 bash scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=3 steps=40 batch=128
+rounds=3 steps=40 batch=128 session=same
 while (($#)); do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
+    --session) session=$2; shift 2 ;;
     *) echo "run_load.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+[[ $session == same || $session == own ]] ||
+  { echo "run_load.sh: --session takes same or own, not '$session'" >&2; exit 2; }
 bin=${MQ_BUILD_DIR:-build}/resnet_step
 [[ -x $bin ]] || { echo "run_load.sh: $bin not built; run scripts/build.sh" >&2; exit 1; }
 py=$(command -v /usr/bin/python3 || command -v python3)
@@ -26,7 +33,10 @@ have_torch=1
 "$py" -c 'import torch' 2>/dev/null || { have_torch=0; echo "run_load.sh: no PyTorch, mq only" >&2; }
 
 spinner=""
-start_load() { "$py" -c 'while True: pass' & spinner=$!; sleep 1; }
+start_load() {
+  if [[ $session == own ]]; then setsid "$py" -c 'while True: pass' & else "$py" -c 'while True: pass' & fi
+  spinner=$!; sleep 1
+}
 stop_load() {  # (wait reports the spinner's SIGTERM as status 143: not a failure here)
   if [[ -n $spinner ]]; then kill "$spinner" 2>/dev/null || true; wait "$spinner" 2>/dev/null || true; fi
   spinner=""
@@ -42,7 +52,7 @@ images_per_s() {  # impl threads -> train images/s
 }
 
 # One thread is the same program either way: mq-fixed runs 2 threads only.
-echo "ResNet20 batch $batch, mean of $steps timed steps, train images/s; load = one busy process"
+echo "ResNet20 batch $batch, mean of $steps timed steps, train images/s; load = one busy process ($session session)"
 printf '| round | load | mq 1 thread | mq 2 threads (governed) | mq 2 threads (fixed) |'
 ((have_torch)) && printf ' PyTorch 1 thread | PyTorch 2 threads |'
 printf '\n|---|---|---:|---:|---:|'

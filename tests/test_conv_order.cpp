@@ -104,7 +104,73 @@ void check_forward_order() {
   }
 }
 
+// gx[n, c, h, w] summed as the im2col path does: per tap (ri, si) one FMA chain over k of
+// W[k, c, ri, si] gy[n, k, p, q], the taps that reach the element added in (ri, si) order.
+std::vector<float> col2im_order_input_grad(const std::vector<float>& gy, const std::vector<float>& w,
+                                           const OrderCase& g, int64_t p, int64_t q) {
+  std::vector<float> gx(size_t(g.n * g.c * g.h * g.w), 0.f);
+  for (int64_t ni = 0; ni < g.n; ++ni)
+    for (int64_t ci = 0; ci < g.c; ++ci)
+      for (int64_t ri = 0; ri < g.r; ++ri)
+        for (int64_t si = 0; si < g.s; ++si)
+          for (int64_t pi = 0; pi < p; ++pi)
+            for (int64_t qi = 0; qi < q; ++qi) {
+              const int64_t ih = pi * g.stride - g.pad + ri, iw = qi * g.stride - g.pad + si;
+              if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
+              float acc = 0.f;
+              for (int64_t ki = 0; ki < g.k; ++ki)
+                acc = std::fma(w[size_t(((ki * g.c + ci) * g.r + ri) * g.s + si)],
+                               gy[size_t(((ni * g.k + ki) * p + pi) * q + qi)], acc);
+              gx[size_t(((ni * g.c + ci) * g.h + ih) * g.w + iw)] += acc;
+            }
+  return gx;
+}
+
 }  // namespace
+
+// mq's own f32 input gradient (col2im, or shifted views of gy for square kernels at any stride)
+// in the im2col path's order on every shape of the forward's cases: the golden traces were
+// checked against that order. Zeros compare by value (a tap that falls outside gy adds a
+// product of zeros, whose sign is not the col2im path's).
+TEST_CASE("conv2d f32 input gradient sums in the im2col path's order, bit for bit", "[nn]") {
+#if !MQ_HAVE_SGEMM_KERNEL
+  WARN("skipped: built without AVX-512 or AVX2+FMA, the f32 conv runs Eigen's GEMM, which sums in its own order");
+  return;
+#endif
+  // Beside the forward's cases, strided ones whose phase planes reach 16x16 (where the engine
+  // reads gy through shifted views): odd sizes, a kernel smaller than the stride (phases no
+  // tap reaches), 5x5.
+  std::vector<OrderCase> cases = kOrderCases;
+  cases.insert(cases.end(), {{2, 6, 33, 35, 5, 3, 3, 2, 1},
+                             {1, 4, 50, 49, 3, 2, 2, 3, 0},
+                             {1, 5, 32, 32, 4, 5, 5, 2, 2},
+                             {1, 3, 40, 40, 70, 3, 3, 2, 0}});
+  cpu::set_conv_library(cpu::ConvLibrary::own);
+  for (const auto& g : cases) {
+    const int64_t p = (g.h + 2 * g.pad - g.r) / g.stride + 1, q = (g.w + 2 * g.pad - g.s) / g.stride + 1;
+    Tensor gy = randn({g.n, g.k, p, q}, 43, DType::f32);
+    Tensor w = randn({g.k, g.c, g.r, g.s}, 44, DType::f32, 0.2);
+    Tensor gx = Tensor::empty({g.n, g.c, g.h, g.w});
+    gx.fill_(std::nan(""));  // every element must be written
+    cpu::conv2d_backward_input(gy, w, gx, {g.stride, g.pad});
+    const std::vector<float> want = col2im_order_input_grad(
+        std::vector<float>(gy.data<float>(), gy.data<float>() + gy.numel()),
+        std::vector<float>(w.data<float>(), w.data<float>() + w.numel()), g, p, q);
+    INFO("c " << g.c << " " << g.h << "x" << g.w << " k " << g.k << " " << g.r << "x" << g.s
+              << " stride " << g.stride << " pad " << g.pad);
+    int64_t mismatches = 0, first = -1;
+    for (int64_t i = 0; i < gx.numel(); ++i) {
+      const float got = gx.data<float>()[i], exp = want[size_t(i)];
+      const bool same = std::memcmp(&got, &exp, sizeof got) == 0 || (got == 0.f && exp == 0.f);
+      if (!same && first < 0) first = i;
+      mismatches += same ? 0 : 1;
+    }
+    INFO("first differing element " << first << ": got " << (first < 0 ? 0.f : gx.data<float>()[first])
+                                    << ", want " << (first < 0 ? 0.f : want[size_t(first)]));
+    CHECK(mismatches == 0);
+  }
+  cpu::reset_conv_library();
+}
 
 TEST_CASE("conv2d f32 forward sums in oneDNN's order, bit for bit", "[nn]") {
 #if !MQ_HAVE_SGEMM_KERNEL

@@ -8,8 +8,9 @@
 //   backward weight  gW^T [CRS,K] += col * gy_n^T (one accumulator per thread, summed at the end)
 // A 1x1 stride-1 unpadded conv uses x_n itself as its columns (no copy). The f32 forward reads
 // the columns as shifted views of the padded input (forward_shifted), and so does the f32 input
-// gradient of stride-1 convs (backward_input_shifted, in the same summation order as the
-// im2col path); the rest builds them with im2col. Where oneDNN is built in it takes the backward passes (conv_library.h).
+// gradient of square-kernel convs (backward_input_shifted for stride 1, backward_input_strided
+// per output phase otherwise, both in the same summation order as the im2col path); the rest
+// builds them with im2col. Where oneDNN is built in it takes the backward passes (conv_library.h).
 #include <omp.h>
 
 #include <algorithm>
@@ -337,6 +338,90 @@ bool backward_input_shifted(const float* gy, const float* w, float* gx, const Co
   forward_shifted(gy, wa.data(), gx, t, rows, g.k, nullptr);
   return true;
 }
+
+// The input gradient of a strided conv with a square kernel, without col2im. Output phase
+// (a, b) of gx (rows s m + a, columns s j + b) receives tap ri only where s divides
+// a + pad - ri, from gy row m + d with d = (a + pad - ri) / s (columns alike): per phase, a
+// stride-1 correlation of gy with those taps, read as shifted views of gy zero-padded by
+// -min d (the GEMM's rows come from a table of offsets, as in forward_shifted). Sums in the
+// order of the im2col path: per tap one FMA chain over k (a depth block of K rows), the taps
+// added in (ri, si) order, taps that fall outside gy adding +-0. Returns false where it does
+// not apply, or where the im2col path is faster (conv_bench, benchmarks/README.md): a 1x1
+// kernel (col2im is then a plain scatter) and phase planes under 16x16 (ResNet's 8x8 ones: four
+// GEMMs over 71-column spans lose more to their remainder tiles than col2im costs).
+bool backward_input_strided(const float* gy, const float* w, float* gx, const ConvGeom& g) {
+  const int64_t st = g.stride;
+  const int64_t hm = (g.h + st - 1) / st, wm = (g.w + st - 1) / st;  // largest phase plane
+  if (st < 2 || g.r != g.s || g.r < 2 || hm * wm < 256) return false;
+  auto reaches = [&](int64_t a, int64_t ri) { return (a + g.pad - ri) % st == 0; };
+  auto shift = [&](int64_t a, int64_t ri) { return (a + g.pad - ri) / st; };  // exact
+  int64_t dmin = 0, dmax = 0;
+  for (int64_t a = 0; a < st; ++a)
+    for (int64_t ri = 0; ri < g.r; ++ri)
+      if (reaches(a, ri)) {
+        dmin = std::min(dmin, shift(a, ri));
+        dmax = std::max(dmax, shift(a, ri));
+      }
+  const int64_t pad = -dmin, win = dmax + pad + 1;
+  // gy as the input of a stride-1 conv whose outputs are one phase plane (hm x wm).
+  const ConvGeom t{g.n, g.k, g.p, g.q, g.c, win, win, hm, wm, 1, pad};
+  const PhaseLayout L = phase_layout(t);
+  const int64_t span = (hm - 1) * L.wph + wm;
+  struct Phase {
+    int64_t a, b;
+    std::vector<int64_t> rows;  // depth rows: per tap, K rows
+    std::vector<float> wa;      // [C, depth], W^T in that order
+  };
+  std::vector<Phase> phases;
+  for (int64_t a = 0; a < st; ++a)
+    for (int64_t b = 0; b < st; ++b) {
+      Phase ph{a, b, {}, {}};
+      for (int64_t ri = 0; ri < g.r; ++ri)
+        for (int64_t si = 0; si < g.s; ++si) {
+          if (!reaches(a, ri) || !reaches(b, si)) continue;
+          for (int64_t k = 0; k < g.k; ++k)
+            ph.rows.push_back(L.tap(t, k, shift(a, ri) + pad, shift(b, si) + pad));
+        }
+      const int64_t depth = static_cast<int64_t>(ph.rows.size());
+      ph.wa.resize(size_t(g.c * depth));
+      int64_t l = 0;
+      for (int64_t ri = 0; ri < g.r; ++ri)
+        for (int64_t si = 0; si < g.s; ++si) {
+          if (!reaches(a, ri) || !reaches(b, si)) continue;
+          for (int64_t k = 0; k < g.k; ++k, ++l)
+            for (int64_t c = 0; c < g.c; ++c)
+              ph.wa[c * depth + l] = w[((k * g.c + c) * g.r + ri) * g.s + si];
+        }
+      phases.push_back(std::move(ph));
+    }
+  const int64_t hw = g.h * g.w;
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t n = 0; n < g.n; ++n) {
+    float* padded = scratch<float>(size_t(L.size(g.k)), 0);
+    fill_phases(gy + n * g.k * g.pq(), t, L, padded);
+    float* gxn = gx + n * g.c * hw;
+    for (const Phase& ph : phases) {
+      const int64_t depth = static_cast<int64_t>(ph.rows.size());
+      const int64_t mh = (g.h - ph.a + st - 1) / st, mw = (g.w - ph.b + st - 1) / st;
+      if (depth == 0) {  // no tap reaches these positions
+        for (int64_t c = 0; c < g.c; ++c)
+          for (int64_t m = 0; m < mh; ++m)
+            for (int64_t j = 0; j < mw; ++j) gxn[c * hw + (st * m + ph.a) * g.w + st * j + ph.b] = 0.f;
+        continue;
+      }
+      float* out = scratch<float>(size_t(g.c * span), 1);
+      sgemm(g.c, span, depth, ph.wa.data(), depth, 1, padded, 0, out, span, false, g.k,
+            ph.rows.data());
+      for (int64_t c = 0; c < g.c; ++c)
+        for (int64_t m = 0; m < mh; ++m) {
+          const float* src = out + c * span + m * L.wph;
+          float* dst = gxn + c * hw + (st * m + ph.a) * g.w + ph.b;
+          for (int64_t j = 0; j < mw; ++j) dst[st * j] = src[j];
+        }
+    }
+  }
+  return true;
+}
 #endif
 
 // f32 forward sums each output as PyTorch 1.13's CPU (oneDNN) f32 convolution does, so float
@@ -405,7 +490,7 @@ void backward_input_impl(const Tensor& gyt, const Tensor& wt, Tensor& gxt, const
   const int64_t crs = g.crs(), pq = g.pq(), chw = g.c * g.h * g.w;
 #if MQ_HAVE_SGEMM_KERNEL
   if constexpr (std::is_same_v<T, float>) {
-    if (backward_input_shifted(gy, w, gx, g)) return;
+    if (backward_input_shifted(gy, w, gx, g) || backward_input_strided(gy, w, gx, g)) return;
   }
 #endif
 #pragma omp parallel for schedule(dynamic)
