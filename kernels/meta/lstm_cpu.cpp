@@ -1,7 +1,8 @@
 // LSTMFC on the CPU (see meta.h): per chunk of rows, the recurrent GEMM and the cell in one pass
 // that leaves K = da/dm behind, so the backward is K^T times a thin matrix (one GEMM, no
 // recomputed gates). The cell loops run over the hidden units with `omp simd` (the float
-// exp/tanh of meta_math.h have no calls or branches, so they vectorize). The f32 GEMMs run on
+// exp/tanh of meta_math.h have no calls or branches, so they vectorize), the units past each
+// row's last whole vector several rows at a time (CellTails). The f32 GEMMs run on
 // the conv's sgemm kernel where the machine has one (1.5-1.7x Eigen's rate on these shapes,
 // benchmarks/README.md), f64 and other machines on Eigen.
 #include <omp.h>
@@ -61,12 +62,15 @@ void add_bt_times_k(const RowMat<T>& bt, const T* K, int64_t rows, int64_t h, Ro
   acc_t.noalias() += bt.leftCols(rows) * CMapMat<T>(K, rows, 4 * h);
 }
 
-// The cell for one row: `k` holds the recurrent part of the pre-activations on entry (when
-// Carried; otherwise the state is zero and `k`, `cp` are not read) and K on exit. Written as
-// one flat loop of straight-line math over restrict pointers so GCC vectorizes it.
+// The cell for hidden units [0, hv) of one row (hv a multiple of the vector width, so the
+// vectorized loop leaves no scalar remainder): `k` holds the recurrent part of the
+// pre-activations on entry (when Carried; otherwise the state is zero and `k`, `cp` are not
+// read) and K on exit. Returns their part of fc_w . h'. Written as one flat loop of straight-line
+// math over restrict pointers so GCC vectorizes it.
 template <class T, bool Carried>
-[[gnu::always_inline]] inline T cell_row(const LstmParams<T>& p, T xi, const T* __restrict cp,
-                                         T* __restrict k, T* __restrict hn, T* __restrict cn) {
+[[gnu::always_inline]] inline T cell_row(const LstmParams<T>& p, int64_t hv, T xi,
+                                         const T* __restrict cp, T* __restrict k,
+                                         T* __restrict hn, T* __restrict cn) {
   const int64_t h = p.hidden;
   const T* __restrict wi = p.w_ih;
   const T* __restrict bi = p.b_ih;
@@ -74,7 +78,7 @@ template <class T, bool Carried>
   const T* __restrict fw = p.fc_w;
   T m = 0;
 #pragma omp simd reduction(+ : m)
-  for (int64_t j = 0; j < h; ++j) {
+  for (int64_t j = 0; j < hv; ++j) {
     T a[4];
     for (int q = 0; q < 4; ++q) {  // PyTorch's order: x w_ih + b_ih + h W_hh^T + b_hh
       const int64_t u = q * h + j;
@@ -92,15 +96,85 @@ template <class T, bool Carried>
   return m;
 }
 
-template <class T, bool Carried>
-void cell_rows(const LstmParams<T>& p, const T* x, const T* g_hat, const T* c_prev, int64_t r0,
-               int64_t r1, T* h_new, T* c_new, T* G, T* K) {
-  const int64_t h = p.hidden;
-  for (int64_t row = r0; row < r1; ++row) {
-    const T m = cell_row<T, Carried>(p, x[row], Carried ? c_prev + row * h : nullptr,
-                                     K + row * 4 * h, h_new + row * h, c_new + row * h);
-    G[row] = g_hat[row] * (m + p.fc_b[0]);
+// The hidden units past the last whole vector of each row (h = 100: 4 of them), several rows'
+// at once: a vector loop over the tails laid side by side (4 rows x 4 units in 16 lanes)
+// instead of a scalar loop per row, which cost as much as the row's whole vectors. Element for
+// element the same math; each row's sum adds its tail units in order after the vector part.
+template <class T>
+struct CellTails {
+  static constexpr int kLanes = 64 / sizeof(T);
+  int64_t j0, len, rows_per_pack;  // tail units [j0, j0 + len) of each row
+  alignas(64) T wi[4][kLanes], bi[4][kLanes], bh[4][kLanes], fw[kLanes];
+
+  CellTails(const LstmParams<T>& p, int64_t first) : j0(first), len(p.hidden - first) {
+    rows_per_pack = len > 0 ? kLanes / len : 0;
+    for (int t = 0; t < kLanes; ++t) {
+      const int64_t j = len > 0 ? j0 + t % len : 0;
+      for (int q = 0; q < 4; ++q) {
+        const int64_t u = q * p.hidden + j;
+        wi[q][t] = p.w_ih[u];
+        bi[q][t] = p.b_ih[u];
+        bh[q][t] = p.b_hh[u];
+      }
+      fw[t] = p.fc_w[j];
+    }
   }
+
+  // Rows [r0, r1): their tail units of K, h', c' and their sums m[row - r0].
+  template <bool Carried>
+  void run(int64_t h, const T* x, const T* c_prev, int64_t r0, int64_t r1, T* K, T* h_new,
+           T* c_new, T* m) const {
+    for (int64_t row = r0; row < r1; row += rows_per_pack) {
+      const int64_t lanes = std::min(rows_per_pack, r1 - row) * len;
+      alignas(64) T kk[4 * kLanes] = {}, xi[kLanes] = {}, c0[kLanes] = {}, hv[kLanes], cv[kLanes];
+      for (int64_t t = 0; t < lanes; ++t) {
+        const int64_t r = row + t / len, j = j0 + t % len;
+        xi[t] = x[r];
+        if (Carried) {
+          c0[t] = c_prev[r * h + j];
+          for (int q = 0; q < 4; ++q) kk[q * kLanes + t] = K[r * 4 * h + q * h + j];
+        }
+      }
+      const T* __restrict wq = &wi[0][0];
+      const T* __restrict bq = &bi[0][0];
+      const T* __restrict hq = &bh[0][0];
+#pragma omp simd
+      for (int t = 0; t < kLanes; ++t) {
+        T a[4];
+        for (int q = 0; q < 4; ++q) {  // as in cell_row
+          const int u = q * kLanes + t;
+          a[q] = xi[t] * wq[u] + bq[u] + (Carried ? kk[u] : T(0)) + hq[u];
+        }
+        const T c = Carried ? c0[t] : T(0);
+        const LstmGates<T> st = lstm_gates(a[0], a[1], a[2], a[3], c);
+        hv[t] = st.h;
+        cv[t] = st.c;
+        T d[4];
+        lstm_gates_backward(st, c, fw[t], d[0], d[1], d[2], d[3]);
+        for (int q = 0; q < 4; ++q) kk[q * kLanes + t] = d[q];
+      }
+      for (int64_t t = 0; t < lanes; ++t) {
+        const int64_t r = row + t / len, j = j0 + t % len;
+        h_new[r * h + j] = hv[t];
+        c_new[r * h + j] = cv[t];
+        for (int q = 0; q < 4; ++q) K[r * 4 * h + q * h + j] = kk[q * kLanes + t];
+        m[r - r0] += fw[t] * hv[t];
+      }
+    }
+  }
+};
+
+template <class T, bool Carried>
+void cell_rows(const LstmParams<T>& p, const CellTails<T>& tails, const T* x, const T* g_hat,
+               const T* c_prev, int64_t r0, int64_t r1, T* h_new, T* c_new, T* G, T* K) {
+  const int64_t h = p.hidden;
+  T m[kChunkRows];
+  for (int64_t row = r0; row < r1; ++row)
+    m[row - r0] = cell_row<T, Carried>(p, tails.j0, x[row],
+                                       Carried ? c_prev + row * h : nullptr, K + row * 4 * h,
+                                       h_new + row * h, c_new + row * h);
+  if (tails.len > 0) tails.template run<Carried>(h, x, c_prev, r0, r1, K, h_new, c_new, m);
+  for (int64_t row = r0; row < r1; ++row) G[row] = g_hat[row] * (m[row - r0] + p.fc_b[0]);
 }
 
 }  // namespace
@@ -110,6 +184,7 @@ void meta_lstm_forward_fused_cpu(const LstmParams<T>& p, const T* w_hh, const T*
                                  const T* g_hat, const T* h_prev, const T* c_prev, int64_t n,
                                  T* h_new, T* c_new, T* G, T* K) {
   const int64_t h = p.hidden, chunks = (n + kChunkRows - 1) / kChunkRows;
+  const CellTails<T> tails(p, h / CellTails<T>::kLanes * CellTails<T>::kLanes);
   // W_hh^T [h, 4h] row-major: the sgemm kernel streams B by rows.
   std::vector<T> w_hh_t;
   if (h_prev && sgemm_f32<T>) {
@@ -121,8 +196,8 @@ void meta_lstm_forward_fused_cpu(const LstmParams<T>& p, const T* w_hh, const T*
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t r0 = ch * kChunkRows, rows = std::min(n, r0 + kChunkRows) - r0;
     if (h_prev) recurrent_part(h_prev + r0 * h, w_hh, w_hh_t.data(), rows, h, K + r0 * 4 * h);
-    if (h_prev) cell_rows<T, true>(p, x, g_hat, c_prev, r0, r0 + rows, h_new, c_new, G, K);
-    else cell_rows<T, false>(p, x, g_hat, c_prev, r0, r0 + rows, h_new, c_new, G, K);
+    if (h_prev) cell_rows<T, true>(p, tails, x, g_hat, c_prev, r0, r0 + rows, h_new, c_new, G, K);
+    else cell_rows<T, false>(p, tails, x, g_hat, c_prev, r0, r0 + rows, h_new, c_new, G, K);
   }
 }
 
