@@ -72,7 +72,8 @@ int main(int argc, char** argv) {
     const double gemm_rate = 2 * gemm_flops / (t_fwd_gemm + t_bwd_gemm) / 1e9;
 #if MQ_HAVE_SGEMM_KERNEL
     // The fused kernels' products alone: per chunk of 256 rows, K = h W_hh^T (W_hh^T row-major)
-    // and, in 32 groups, acc_t += B^T K with B^T = [h + 2, rows] row-major per chunk.
+    // and, in 32 groups, acc_t += B^T K with B = [rows, h + 2] row-major per chunk, read as B^T
+    // through strides.
     constexpr int64_t chunk = 256, groups = 32;
     std::vector<float> wt(size_t(4 * h * h), 0.01f), bmat(size_t(n * (h + 2)), 0.5f);
     std::vector<float> acc(size_t(groups * (h + 2) * 4 * h));
@@ -91,7 +92,7 @@ int main(int argc, char** argv) {
         std::fill(accg, accg + (h + 2) * 4 * h, 0.f);
         for (int64_t r0 = n * g / groups; r0 < n * (g + 1) / groups; r0 += chunk) {
           const int64_t rows_ = std::min(n * (g + 1) / groups, r0 + chunk) - r0;
-          cpu::sgemm(h + 2, 4 * h, rows_, bmat.data() + r0 * (h + 2), rows_, 1, rp + r0 * 4 * h,
+          cpu::sgemm(h + 2, 4 * h, rows_, bmat.data() + r0 * (h + 2), 1, h + 2, rp + r0 * 4 * h,
                      4 * h, accg, 4 * h, true);
         }
       }

@@ -46,20 +46,20 @@ void recurrent_part(const T* h_prev, const T* w_hh, const T* w_hh_t, int64_t row
       CMapMat<T>(h_prev, rows, h) * CMapMat<T>(w_hh, 4 * h, h).transpose();
 }
 
-// acc_t [bw, 4h] += B^T [bw, rows] K [rows, 4h] (bt: B^T row-major, its first `rows`
-// columns): the transpose of K^T B, so the sgemm kernel streams K's rows in place (the wide
-// operand, 4h columns) and broadcasts B^T along its rows. Every element is the same chain over
+// acc_t [bw, 4h] += B^T [bw, rows] K [rows, 4h], B [rows, bw] row-major (its first `rows`
+// rows): the transpose of K^T B, so the sgemm kernel streams K's rows in place (the wide
+// operand, 4h columns) and broadcasts B's elements, read through strides as B^T (each step
+// reads 6 neighbours of one row of B, no transposed copy). Every element is the same chain over
 // rows as K^T B's.
 template <class T>
-void add_bt_times_k(const RowMat<T>& bt, const T* K, int64_t rows, int64_t h, RowMat<T>& acc_t) {
+void add_bt_times_k(const RowMat<T>& b, const T* K, int64_t rows, int64_t h, RowMat<T>& acc_t) {
 #if MQ_HAVE_SGEMM_KERNEL
   if constexpr (sgemm_f32<T>) {
-    cpu::sgemm(bt.rows(), 4 * h, rows, bt.data(), bt.cols(), 1, K, 4 * h, acc_t.data(), 4 * h,
-               true);
+    cpu::sgemm(b.cols(), 4 * h, rows, b.data(), 1, b.cols(), K, 4 * h, acc_t.data(), 4 * h, true);
     return;
   }
 #endif
-  acc_t.noalias() += bt.leftCols(rows) * CMapMat<T>(K, rows, 4 * h);
+  acc_t.noalias() += b.topRows(rows).transpose() * CMapMat<T>(K, rows, 4 * h);
 }
 
 // The cell for hidden units [0, hv) of one row (hv a multiple of the vector width, so the
@@ -214,7 +214,7 @@ void meta_lstm_backward_fused_cpu(const LstmParams<T>& p, const T* dG, const T* 
   std::vector<RowMat<T>> acc_fc(groups, RowMat<T>::Zero(1, h + 1));
 #pragma omp parallel for schedule(dynamic) if (groups > 1)
   for (int64_t g = 0; g < groups; ++g) {
-    RowMat<T> bt(bw, kChunkRows), dm(1, kChunkRows);  // B^T, column i for row r0 + i
+    RowMat<T> b(kChunkRows, bw), dm(1, kChunkRows);  // B, row i for row r0 + i
     const int64_t g0 = n * g / groups, g1 = n * (g + 1) / groups;
     for (int64_t r0 = g0; r0 < g1; r0 += kChunkRows) {
       const int64_t rows = std::min(g1, r0 + kChunkRows) - r0;
@@ -222,16 +222,14 @@ void meta_lstm_backward_fused_cpu(const LstmParams<T>& p, const T* dG, const T* 
         const int64_t row = r0 + i;
         const T d = dG[row] * g_hat[row];
         dm(0, i) = d;
-        bt(hb, i) = d * x[row];
-        bt(hb + 1, i) = d;
+        T* __restrict bi = b.data() + i * bw;
+        const T* __restrict hp = h_prev ? h_prev + row * h : nullptr;
+#pragma omp simd
+        for (int64_t j = 0; j < hb; ++j) bi[j] = d * hp[j];
+        bi[hb] = d * x[row];
+        bi[hb + 1] = d;
       }
-      // dm h_prev, transposed in tiles of 16 rows (each h_prev line read once per tile).
-      for (int64_t i0 = 0; i0 < rows; i0 += 16) {
-        const int64_t i1 = std::min(rows, i0 + 16);
-        for (int64_t j = 0; j < hb; ++j)
-          for (int64_t i = i0; i < i1; ++i) bt(j, i) = dm(0, i) * h_prev[(r0 + i) * h + j];
-      }
-      add_bt_times_k(bt, K + r0 * 4 * h, rows, h, acc[g]);
+      add_bt_times_k(b, K + r0 * 4 * h, rows, h, acc[g]);
       acc_fc[g].leftCols(h).noalias() +=
           dm.leftCols(rows) * CMapMat<T>(h_new + r0 * h, rows, h);
       acc_fc[g](0, h) += dm.leftCols(rows).sum();
