@@ -32,16 +32,7 @@ py=$(command -v /usr/bin/python3 || command -v python3)
 have_torch=1
 "$py" -c 'import torch' 2>/dev/null || { have_torch=0; echo "run_load.sh: no PyTorch, mq only" >&2; }
 
-spinner=""
-start_load() {
-  if [[ $session == own ]]; then setsid "$py" -c 'while True: pass' & else "$py" -c 'while True: pass' & fi
-  spinner=$!; sleep 1
-}
-stop_load() {  # (wait reports the spinner's SIGTERM as status 143: not a failure here)
-  if [[ -n $spinner ]]; then kill "$spinner" 2>/dev/null || true; wait "$spinner" 2>/dev/null || true; fi
-  spinner=""
-}
-trap stop_load EXIT
+source benchmarks/busy_process.sh
 
 images_per_s() {  # impl threads -> train images/s
   local args=(--threads "$2" --batch "$batch" --steps "$steps" --warmup 10)
@@ -60,7 +51,7 @@ printf '\n|---|---|---:|---:|---:|'
 printf '\n'
 for ((r = 1; r <= rounds; ++r)); do
   for load in quiet loaded; do
-    [[ $load == loaded ]] && start_load
+    [[ $load == loaded ]] && start_load "$session"
     row="| $r | $load | $(images_per_s mq 1) | $(images_per_s mq 2) | $(images_per_s mq-fixed 2) |"
     ((have_torch)) && row+=" $(images_per_s pytorch 1) | $(images_per_s pytorch 2) |"
     echo "$row"

@@ -22,16 +22,7 @@ bin=${MQ_BUILD_DIR:-build}/resnet_step
 [[ -x $bin ]] || { echo "run_load_bound.sh: $bin not built; run scripts/build.sh" >&2; exit 1; }
 py=$(command -v /usr/bin/python3 || command -v python3)
 
-spinner=""
-start_load() {  # same | own
-  if [[ $1 == own ]]; then setsid "$py" -c 'while True: pass' & else "$py" -c 'while True: pass' & fi
-  spinner=$!; sleep 1
-}
-stop_load() {
-  if [[ -n $spinner ]]; then kill "$spinner" 2>/dev/null || true; wait "$spinner" 2>/dev/null || true; fi
-  spinner=""
-}
-trap stop_load EXIT
+source benchmarks/busy_process.sh
 
 images_per_s() {  # threads -> train images/s, every step on that many threads
   "$bin" --threads "$1" --batch "$batch" --steps "$steps" --warmup 8 --json |

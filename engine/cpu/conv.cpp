@@ -8,9 +8,8 @@
 //   backward weight  gW^T [CRS,K] += col * gy_n^T (one accumulator per thread, summed at the end)
 // A 1x1 stride-1 unpadded conv uses x_n itself as its columns (no copy). The f32 forward reads
 // the columns as shifted views of the padded input (forward_shifted), and so does the f32 input
-// gradient of square-kernel convs (backward_input_shifted for stride 1, backward_input_strided
-// per output phase otherwise, both in the same summation order as the im2col path); the rest
-// builds them with im2col. Where oneDNN is built in it takes the backward passes (conv_library.h).
+// gradient of square-kernel convs (backward_input_phases, per output phase of gx, in the same
+// summation order as the im2col path); the rest builds them with im2col. Where oneDNN is built in it takes the backward passes (conv_library.h).
 #include <omp.h>
 
 #include <algorithm>
@@ -313,46 +312,23 @@ std::vector<int64_t> forward_rows(const ConvGeom& g, int64_t cb) {
   return rows;
 }
 
-// The input gradient of a stride-1 conv with a square kernel, without col2im: gx is the
-// forward conv of gy (K channels, zero-padded by R - 1 - pad) with the flipped, transposed
-// filters, read through forward_shifted's shifted views. Its sums keep the order of the
-// im2col path (backward_input_impl): per tap (ri, si) one FMA chain over k (a depth block of K
-// rows), the taps added in (ri, si) order; padding taps add +0. Returns false where it does not
-// apply.
-bool backward_input_shifted(const float* gy, const float* w, float* gx, const ConvGeom& g) {
-  if (g.stride != 1 || g.r != g.s || g.pad > g.r - 1 || g.pointwise()) return false;
-  const ConvGeom t{g.n, g.k, g.p, g.q, g.c, g.r, g.s, g.h, g.w, 1, g.r - 1 - g.pad};
-  const PhaseLayout L = phase_layout(t);
-  const int64_t rs = g.r * g.s, depth = rs * g.k;
-  std::vector<int64_t> rows(static_cast<size_t>(depth));
-  std::vector<float> wa(static_cast<size_t>(g.c * depth));
-  for (int64_t ri = 0; ri < g.r; ++ri)
-    for (int64_t si = 0; si < g.s; ++si) {
-      const int64_t tap = ri * g.s + si;
-      for (int64_t k = 0; k < g.k; ++k) {
-        rows[tap * g.k + k] = L.tap(t, k, g.r - 1 - ri, g.s - 1 - si);
-        for (int64_t c = 0; c < g.c; ++c)
-          wa[c * depth + tap * g.k + k] = w[((k * g.c + c) * g.r + ri) * g.s + si];
-      }
-    }
-  forward_shifted(gy, wa.data(), gx, t, rows, g.k, nullptr);
-  return true;
-}
-
-// The input gradient of a strided conv with a square kernel, without col2im. Output phase
-// (a, b) of gx (rows s m + a, columns s j + b) receives tap ri only where s divides
-// a + pad - ri, from gy row m + d with d = (a + pad - ri) / s (columns alike): per phase, a
-// stride-1 correlation of gy with those taps, read as shifted views of gy zero-padded by
-// -min d (the GEMM's rows come from a table of offsets, as in forward_shifted). Sums in the
-// order of the im2col path: per tap one FMA chain over k (a depth block of K rows), the taps
-// added in (ri, si) order, taps that fall outside gy adding +-0. Returns false where it does
-// not apply, or where the im2col path is faster (conv_bench, benchmarks/README.md): a 1x1
-// kernel (col2im is then a plain scatter) and phase planes under 16x16 (ResNet's 8x8 ones: four
-// GEMMs over 71-column spans lose more to their remainder tiles than col2im costs).
-bool backward_input_strided(const float* gy, const float* w, float* gx, const ConvGeom& g) {
+// The input gradient of a square-kernel conv without col2im. Output phase (a, b) of gx (rows
+// s m + a, columns s j + b; with stride 1 the one phase is gx itself) receives tap ri only
+// where s divides a + pad - ri, from gy row m + d with d = (a + pad - ri) / s (columns alike):
+// per phase, a stride-1 correlation of gy with those taps (with stride 1, all of them: the
+// forward of gy with the flipped filters), read as shifted views of gy zero-padded by -min d,
+// the GEMM's rows from a table of offsets as in forward_shifted. Sums in the order of the
+// im2col path: per tap one FMA chain over k (a depth block of K rows), the taps added in
+// (ri, si) order, taps that fall outside gy adding +-0. Returns false where it does not apply,
+// or where the im2col path is faster (conv_bench, benchmarks/README.md): a 1x1 kernel (col2im
+// is then a plain scatter), stride 1 with pad > r - 1, and strided convs whose phase planes are
+// under 16x16 (ResNet's 8x8 ones: four GEMMs over 71-column spans lose more to their remainder
+// tiles than col2im costs).
+bool backward_input_phases(const float* gy, const float* w, float* gx, const ConvGeom& g) {
   const int64_t st = g.stride;
   const int64_t hm = (g.h + st - 1) / st, wm = (g.w + st - 1) / st;  // largest phase plane
-  if (st < 2 || g.r != g.s || g.r < 2 || hm * wm < 256) return false;
+  if (g.r != g.s || g.r < 2) return false;
+  if (st == 1 ? g.pad > g.r - 1 : hm * wm < 256) return false;
   auto reaches = [&](int64_t a, int64_t ri) { return (a + g.pad - ri) % st == 0; };
   auto shift = [&](int64_t a, int64_t ri) { return (a + g.pad - ri) / st; };  // exact
   int64_t dmin = 0, dmax = 0;
@@ -367,6 +343,7 @@ bool backward_input_strided(const float* gy, const float* w, float* gx, const Co
   const ConvGeom t{g.n, g.k, g.p, g.q, g.c, win, win, hm, wm, 1, pad};
   const PhaseLayout L = phase_layout(t);
   const int64_t span = (hm - 1) * L.wph + wm;
+  const bool direct = pad == 0 && L.hph == g.p && L.wph == g.q;  // gy_n is the padded plane
   struct Phase {
     int64_t a, b;
     std::vector<int64_t> rows;  // depth rows: per tap, K rows
@@ -375,30 +352,33 @@ bool backward_input_strided(const float* gy, const float* w, float* gx, const Co
   std::vector<Phase> phases;
   for (int64_t a = 0; a < st; ++a)
     for (int64_t b = 0; b < st; ++b) {
-      Phase ph{a, b, {}, {}};
+      std::vector<std::pair<int64_t, int64_t>> taps;  // (ri, si) in summation order
       for (int64_t ri = 0; ri < g.r; ++ri)
-        for (int64_t si = 0; si < g.s; ++si) {
-          if (!reaches(a, ri) || !reaches(b, si)) continue;
-          for (int64_t k = 0; k < g.k; ++k)
-            ph.rows.push_back(L.tap(t, k, shift(a, ri) + pad, shift(b, si) + pad));
+        for (int64_t si = 0; si < g.s; ++si)
+          if (reaches(a, ri) && reaches(b, si)) taps.emplace_back(ri, si);
+      const int64_t depth = static_cast<int64_t>(taps.size()) * g.k;
+      Phase ph{a, b, std::vector<int64_t>(size_t(depth)), std::vector<float>(size_t(g.c * depth))};
+      for (size_t i = 0; i < taps.size(); ++i) {
+        const auto [ri, si] = taps[i];
+        for (int64_t k = 0; k < g.k; ++k) {
+          const int64_t l = int64_t(i) * g.k + k;
+          ph.rows[l] = L.tap(t, k, shift(a, ri) + pad, shift(b, si) + pad);
+          for (int64_t c = 0; c < g.c; ++c)
+            ph.wa[c * depth + l] = w[((k * g.c + c) * g.r + ri) * g.s + si];
         }
-      const int64_t depth = static_cast<int64_t>(ph.rows.size());
-      ph.wa.resize(size_t(g.c * depth));
-      int64_t l = 0;
-      for (int64_t ri = 0; ri < g.r; ++ri)
-        for (int64_t si = 0; si < g.s; ++si) {
-          if (!reaches(a, ri) || !reaches(b, si)) continue;
-          for (int64_t k = 0; k < g.k; ++k, ++l)
-            for (int64_t c = 0; c < g.c; ++c)
-              ph.wa[c * depth + l] = w[((k * g.c + c) * g.r + ri) * g.s + si];
-        }
+      }
       phases.push_back(std::move(ph));
     }
   const int64_t hw = g.h * g.w;
 #pragma omp parallel for schedule(dynamic)
   for (int64_t n = 0; n < g.n; ++n) {
-    float* padded = scratch<float>(size_t(L.size(g.k)), 0);
-    fill_phases(gy + n * g.k * g.pq(), t, L, padded);
+    const float* gyn = gy + n * g.k * g.pq();
+    const float* padded = gyn;
+    if (!direct) {
+      float* buf = scratch<float>(size_t(L.size(g.k)), 0);
+      fill_phases(gyn, t, L, buf);
+      padded = buf;
+    }
     float* gxn = gx + n * g.c * hw;
     for (const Phase& ph : phases) {
       const int64_t depth = static_cast<int64_t>(ph.rows.size());
@@ -416,7 +396,11 @@ bool backward_input_strided(const float* gy, const float* w, float* gx, const Co
         for (int64_t m = 0; m < mh; ++m) {
           const float* src = out + c * span + m * L.wph;
           float* dst = gxn + c * hw + (st * m + ph.a) * g.w + ph.b;
-          for (int64_t j = 0; j < mw; ++j) dst[st * j] = src[j];
+          if (st == 1) {
+            copy_row(dst, src, mw);
+          } else {
+            for (int64_t j = 0; j < mw; ++j) dst[st * j] = src[j];
+          }
         }
     }
   }
@@ -490,7 +474,7 @@ void backward_input_impl(const Tensor& gyt, const Tensor& wt, Tensor& gxt, const
   const int64_t crs = g.crs(), pq = g.pq(), chw = g.c * g.h * g.w;
 #if MQ_HAVE_SGEMM_KERNEL
   if constexpr (std::is_same_v<T, float>) {
-    if (backward_input_shifted(gy, w, gx, g) || backward_input_strided(gy, w, gx, g)) return;
+    if (backward_input_phases(gy, w, gx, g)) return;
   }
 #endif
 #pragma omp parallel for schedule(dynamic)

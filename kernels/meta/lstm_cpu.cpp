@@ -62,6 +62,20 @@ void add_bt_times_k(const RowMat<T>& b, const T* K, int64_t rows, int64_t h, Row
   acc_t.noalias() += b.topRows(rows).transpose() * CMapMat<T>(K, rows, 4 * h);
 }
 
+// One hidden unit of the cell, shared by the row loop and the tails: pre-activations in
+// PyTorch's order x w_ih + b_ih + r + b_hh (r, the recurrent part, is zero when the state is),
+// the gates and new state, and K's four entries d = da/dm.
+template <class T>
+[[gnu::always_inline]] inline LstmGates<T> cell_unit(T xi, const T (&w)[4], const T (&bi)[4],
+                                                     const T (&r)[4], const T (&bh)[4], T c0,
+                                                     T fw, T (&d)[4]) {
+  T a[4];
+  for (int q = 0; q < 4; ++q) a[q] = xi * w[q] + bi[q] + r[q] + bh[q];
+  const LstmGates<T> s = lstm_gates(a[0], a[1], a[2], a[3], c0);
+  lstm_gates_backward(s, c0, fw, d[0], d[1], d[2], d[3]);
+  return s;
+}
+
 // The cell for hidden units [0, hv) of one row (hv a multiple of the vector width, so the
 // vectorized loop leaves no scalar remainder): `k` holds the recurrent part of the
 // pre-activations on entry (when Carried; otherwise the state is zero and `k`, `cp` are not
@@ -79,18 +93,18 @@ template <class T, bool Carried>
   T m = 0;
 #pragma omp simd reduction(+ : m)
   for (int64_t j = 0; j < hv; ++j) {
-    T a[4];
-    for (int q = 0; q < 4; ++q) {  // PyTorch's order: x w_ih + b_ih + h W_hh^T + b_hh
+    T w[4], b1[4], r[4], b2[4], d[4];
+    for (int q = 0; q < 4; ++q) {
       const int64_t u = q * h + j;
-      a[q] = xi * wi[u] + bi[u] + (Carried ? k[u] : T(0)) + bh[u];
+      w[q] = wi[u];
+      b1[q] = bi[u];
+      r[q] = Carried ? k[u] : T(0);
+      b2[q] = bh[u];
     }
-    const T c0 = Carried ? cp[j] : T(0);
-    const LstmGates<T> s = lstm_gates(a[0], a[1], a[2], a[3], c0);
+    const LstmGates<T> s = cell_unit(xi, w, b1, r, b2, Carried ? cp[j] : T(0), fw[j], d);
     hn[j] = s.h;
     cn[j] = s.c;
     m += fw[j] * s.h;
-    T d[4];
-    lstm_gates_backward(s, c0, fw[j], d[0], d[1], d[2], d[3]);
     for (int q = 0; q < 4; ++q) k[q * h + j] = d[q];
   }
   return m;
@@ -140,17 +154,17 @@ struct CellTails {
       const T* __restrict hq = &bh[0][0];
 #pragma omp simd
       for (int t = 0; t < kLanes; ++t) {
-        T a[4];
-        for (int q = 0; q < 4; ++q) {  // as in cell_row
+        T w[4], b1[4], r[4], b2[4], d[4];
+        for (int q = 0; q < 4; ++q) {
           const int u = q * kLanes + t;
-          a[q] = xi[t] * wq[u] + bq[u] + (Carried ? kk[u] : T(0)) + hq[u];
+          w[q] = wq[u];
+          b1[q] = bq[u];
+          r[q] = Carried ? kk[u] : T(0);
+          b2[q] = hq[u];
         }
-        const T c = Carried ? c0[t] : T(0);
-        const LstmGates<T> st = lstm_gates(a[0], a[1], a[2], a[3], c);
+        const LstmGates<T> st = cell_unit(xi[t], w, b1, r, b2, Carried ? c0[t] : T(0), fw[t], d);
         hv[t] = st.h;
         cv[t] = st.c;
-        T d[4];
-        lstm_gates_backward(st, c, fw[t], d[0], d[1], d[2], d[3]);
         for (int q = 0; q < 4; ++q) kk[q * kLanes + t] = d[q];
       }
       for (int64_t t = 0; t < lanes; ++t) {
