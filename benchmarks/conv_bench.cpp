@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
     const double total = f + bi + bw;
     sum += total;
     auto lib = [&](cpu::ConvPass pass) {
-      const auto l = cpu::conv_library(pass, s.c, s.k, s.r, s.r);
+      const auto l = cpu::conv_library(pass, s.c, s.k, s.r, s.r, p);
       return l == cpu::ConvLibrary::onednn ? 'o' : 'm';
     };
     std::printf("%-20s %8.2f%c %8.2f%c %8.2f%c %9.2f %8.1f\n", s.name, f, lib(cpu::ConvPass::forward),

@@ -143,7 +143,7 @@ Row conv_row(const std::string& pass, const ConvShape& s, cpu::ConvPass kind, do
     row.onednn_ms = 1e3 * s.count * best_s(reps, run);
   }
   cpu::reset_conv_library();
-  const auto lib = cpu::conv_library(kind, s.c, s.k, s.r, s.r);
+  const auto lib = cpu::conv_library(kind, s.c, s.k, s.r, s.r, {s.stride, s.pad});
   row.used = cpu::conv_library_name(lib);
   row.ms = lib == cpu::ConvLibrary::onednn ? row.onednn_ms : row.own_ms;
   return row;

@@ -7,9 +7,11 @@
 //   backward input   gcol [CRS,PQ] = W^T * gy_n, then gx_n = col2im(gcol)
 //   backward weight  gW^T [CRS,K] += col * gy_n^T (one accumulator per thread, summed at the end)
 // A 1x1 stride-1 unpadded conv uses x_n itself as its columns (no copy). The f32 forward reads
-// the columns as shifted views of the padded input (forward_shifted), and so does the f32 input
-// gradient of square-kernel convs (backward_input_phases, per output phase of gx, in the same
-// summation order as the im2col path); the rest builds them with im2col. Where oneDNN is built in it takes the backward passes (conv_library.h).
+// the columns as shifted views: of the unpadded input through masked rows for "same" stride-1
+// convs on AVX-512 (forward_masked), else of the padded input (forward_shifted); so does the
+// f32 input gradient of square-kernel convs (backward_input_masked, backward_input_phases, per
+// output phase of gx, in the same summation order as the im2col path); the rest builds them
+// with im2col. Where oneDNN is built in it takes the passes conv_library.h names.
 #include <omp.h>
 
 #include <algorithm>
@@ -312,6 +314,143 @@ std::vector<int64_t> forward_rows(const ConvGeom& g, int64_t cb) {
   return rows;
 }
 
+#if MQ_SGEMM_MASKED_ROWS
+// Convs whose taps shift a whole plane read them straight from the unpadded planes through
+// sgemm's masked rows: tap (dy, dx) of output pixel j of an h x w plane reads plane[j + dy w +
+// dx] where that pixel lies inside the plane, +0 elsewhere, which is what a zero-padded copy
+// holds there, so the sums are the same bit for bit; without the copy, and without the padded
+// layout's extra columns (wph - Q per row, 22% of an 8x8 plane's) and the copy of the result
+// out of it. That is the forward and the input gradient of a "same" stride-1 conv (output
+// plane = input plane) and each output phase of a stride-s conv's input gradient where the
+// input is s times the output (ResNet's downsampling convs).
+bool same_stride1(const ConvGeom& g) { return g.stride == 1 && g.p == g.h && g.q == g.w; }
+
+// Planes whose size is a multiple of 4 KB (32x32 floats) would put every channel's tap row in
+// one L1 set (the 16 rows of a depth block overflow its ways); such planes are read from a
+// copy with a 64-byte gap between channels.
+int64_t plane_stride(int64_t hw) { return hw % 1024 == 0 ? hw + 16 : hw; }
+
+// The `planes` h x w planes of one image as the masked rows read them: x itself, or a copy
+// where plane_stride pads them.
+const float* strided_planes(const float* x, int64_t planes, int64_t hw) {
+  const int64_t cs = plane_stride(hw);
+  if (cs == hw) return x;
+  float* buf = scratch<float>(size_t(planes * cs), 0);
+  for (int64_t c = 0; c < planes; ++c) copy_row(buf + c * cs, x + c * hw, hw);
+  return buf;
+}
+
+// The masked rows of one depth order over h x w planes: tap t shifts by shifts[t]; depth row
+// l reads plane `ch` through tap t (set(l, ch, t)).
+struct MaskedRows {
+  int64_t h, w, cs, nvec;
+  std::vector<std::pair<int64_t, int64_t>> shifts;  // (dy, dx) per tap
+  std::vector<uint16_t> words;                      // [tap][16-pixel vector of the plane]
+  std::vector<int64_t> rows;                        // per depth row: its plane offset
+  std::vector<const uint16_t*> masks;               // per depth row: its tap's words
+
+  MaskedRows(int64_t h_, int64_t w_, std::vector<std::pair<int64_t, int64_t>> taps, int64_t depth)
+      : h(h_), w(w_), cs(plane_stride(h_ * w_)), nvec((h_ * w_ + 15) / 16), shifts(std::move(taps)),
+        words(shifts.size() * size_t(nvec), 0), rows(size_t(depth)), masks(size_t(depth)) {
+    for (size_t t = 0; t < shifts.size(); ++t)
+      for (int64_t j = 0; j < h * w; ++j) {
+        const int64_t y = j / w + shifts[t].first, x = j % w + shifts[t].second;
+        if (y >= 0 && y < h && x >= 0 && x < w) words[t * size_t(nvec) + size_t(j / 16)] |= uint16_t(1u << (j % 16));
+      }
+  }
+  void set(int64_t l, int64_t ch, size_t t) {
+    rows[size_t(l)] = ch * cs + shifts[t].first * w + shifts[t].second;
+    masks[size_t(l)] = words.data() + t * size_t(nvec);
+  }
+};
+
+// The forward of a same stride-1 conv: W (in the depth order `cb` of col_row) times the
+// masked tap rows of x_n, written straight into y_n.
+void forward_masked(const float* x, const float* wa, float* y, const ConvGeom& g, int64_t cb,
+                    int64_t kc, const ConvEpilogue* ep) {
+  const int64_t hw = g.h * g.w, crs = g.crs();
+  std::vector<std::pair<int64_t, int64_t>> taps;  // tap ri * s + si
+  for (int64_t ri = 0; ri < g.r; ++ri)
+    for (int64_t si = 0; si < g.s; ++si) taps.emplace_back(ri - g.pad, si - g.pad);
+  MaskedRows mr(g.h, g.w, std::move(taps), crs);
+  for (int64_t ci = 0; ci < g.c; ++ci)
+    for (int64_t ri = 0; ri < g.r; ++ri)
+      for (int64_t si = 0; si < g.s; ++si) mr.set(col_row(g, ci, ri, si, cb), ci, size_t(ri * g.s + si));
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t n = 0; n < g.n; ++n) {
+    float* yn = y + n * g.k * hw;
+    sgemm(g.k, hw, crs, wa, crs, 1, strided_planes(x + n * g.c * hw, g.c, hw), 0, yn, hw, false,
+          kc, mr.rows.data(), mr.masks.data());
+    if (!ep) continue;
+    for (int64_t k = 0; k < g.k; ++k) {
+      float* row = yn + k * hw;
+      epilogue_row(row, row, hw, ep->scale[k], ep->shift[k],
+                   ep->residual ? ep->residual + (row - y) : nullptr, ep->relu);
+    }
+  }
+}
+
+// The input gradient where the input is exactly stride times the output (stride 1: a same
+// conv) and the kernel is square: output phase (a, b) of gx (see backward_input_phases) is a
+// correlation of gy with the taps that reach it, each a whole-plane shift of gy's P x Q
+// planes. Per tap (in (ri, si) order) one FMA chain over the K rows, the taps added in order:
+// the im2col path's sums. Returns false where it does not apply.
+bool backward_input_masked(const float* gy, const float* w, float* gx, const ConvGeom& g) {
+  const int64_t st = g.stride;
+  if (g.r != g.s || g.r < 2 || g.h != st * g.p || g.w != st * g.q) return false;
+  const int64_t pq = g.pq(), hw = g.h * g.w;
+  struct Phase {
+    int64_t a, b;
+    std::vector<float> wa;  // [C, depth], W^T: taps outer, K inner
+    MaskedRows mr;
+  };
+  std::vector<Phase> phases;
+  for (int64_t a = 0; a < st; ++a)
+    for (int64_t b = 0; b < st; ++b) {
+      std::vector<std::pair<int64_t, int64_t>> shifts, taps;  // gy shift and (ri, si) per tap
+      for (int64_t ri = 0; ri < g.r; ++ri)
+        for (int64_t si = 0; si < g.s; ++si)
+          if ((a + g.pad - ri) % st == 0 && (b + g.pad - si) % st == 0) {
+            taps.emplace_back(ri, si);
+            shifts.emplace_back((a + g.pad - ri) / st, (b + g.pad - si) / st);
+          }
+      const int64_t depth = int64_t(taps.size()) * g.k;
+      Phase ph{a, b, std::vector<float>(size_t(g.c * depth)), MaskedRows(g.p, g.q, std::move(shifts), depth)};
+      for (size_t t = 0; t < taps.size(); ++t)
+        for (int64_t k = 0; k < g.k; ++k) {
+          const int64_t l = int64_t(t) * g.k + k;
+          ph.mr.set(l, k, t);
+          for (int64_t c = 0; c < g.c; ++c)
+            ph.wa[size_t(c * depth + l)] = w[((k * g.c + c) * g.r + taps[t].first) * g.s + taps[t].second];
+        }
+      phases.push_back(std::move(ph));
+    }
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t n = 0; n < g.n; ++n) {
+    const float* planes = strided_planes(gy + n * g.k * pq, g.k, pq);
+    float* gxn = gx + n * g.c * hw;
+    for (const Phase& ph : phases) {
+      const int64_t depth = int64_t(ph.mr.rows.size());
+      if (st == 1) {  // the one phase is gx_n itself
+        sgemm(g.c, pq, depth, ph.wa.data(), depth, 1, planes, 0, gxn, pq, false, g.k,
+              ph.mr.rows.data(), ph.mr.masks.data());
+        continue;
+      }
+      float* out = scratch<float>(size_t(g.c * pq), 1);
+      sgemm(g.c, pq, depth, ph.wa.data(), depth, 1, planes, 0, out, pq, false, g.k,
+            ph.mr.rows.data(), ph.mr.masks.data());
+      for (int64_t c = 0; c < g.c; ++c)
+        for (int64_t m = 0; m < g.p; ++m) {
+          const float* src = out + (c * g.p + m) * g.q;
+          float* dst = gxn + c * hw + (st * m + ph.a) * g.w + ph.b;
+          for (int64_t j = 0; j < g.q; ++j) dst[st * j] = src[j];
+        }
+    }
+  }
+  return true;
+}
+#endif
+
 // The input gradient of a square-kernel conv without col2im. Output phase (a, b) of gx (rows
 // s m + a, columns s j + b; with stride 1 the one phase is gx itself) receives tap ri only
 // where s divides a + pad - ri, from gy row m + d with d = (a + pad - ri) / s (columns alike):
@@ -439,6 +578,12 @@ void forward_impl(const Tensor& xt, const Tensor& wt, Tensor& yt, const ConvGeom
               wp[k * crs + col_row(g, ci, ri, si, cb)] = w[k * crs + (ci * g.r + ri) * g.s + si];
       wa = wp.data();
     }
+#if MQ_SGEMM_MASKED_ROWS
+    if (!g.pointwise() && same_stride1(g)) {
+      forward_masked(x, wa, y, g, cb, kc, ep);
+      return;
+    }
+#endif
     if (!g.pointwise()) {
       forward_shifted(x, wa, y, g, forward_rows(g, cb), kc, ep);
       return;
@@ -474,6 +619,9 @@ void backward_input_impl(const Tensor& gyt, const Tensor& wt, Tensor& gxt, const
   const int64_t crs = g.crs(), pq = g.pq(), chw = g.c * g.h * g.w;
 #if MQ_HAVE_SGEMM_KERNEL
   if constexpr (std::is_same_v<T, float>) {
+#if MQ_SGEMM_MASKED_ROWS
+    if (backward_input_masked(gy, w, gx, g)) return;
+#endif
     if (backward_input_phases(gy, w, gx, g)) return;
   }
 #endif
@@ -549,7 +697,7 @@ void backward_weight_impl(const Tensor& gyt, const Tensor& xt, Tensor& gwt, cons
 
 void conv2d_forward(const Tensor& x, const Tensor& w, Tensor& y, Conv2dParams p) {
   if (p.groups > 1) return conv2d_grouped_forward(x, w, y, p);
-  if (conv_library(ConvPass::forward, x.size(1), w.size(0), w.size(2), w.size(3)) ==
+  if (conv_library(ConvPass::forward, x.size(1), w.size(0), w.size(2), w.size(3), p) ==
           ConvLibrary::onednn &&
       onednn_conv_forward(x, w, y, p))
     return;
@@ -566,7 +714,7 @@ void conv2d_forward_fused(const Tensor& x, const Tensor& w, Tensor& y, Conv2dPar
   const ConvGeom g = geom_of(x, w, y, p);
   // Where oneDNN takes the forward its sums are mq's bit for bit (conv_library.h); the
   // epilogue then runs as its own pass, with the same per-element math.
-  if (conv_library(ConvPass::forward, g.c, g.k, g.r, g.s) == ConvLibrary::onednn &&
+  if (conv_library(ConvPass::forward, g.c, g.k, g.r, g.s, p) == ConvLibrary::onednn &&
       onednn_conv_forward(x, w, y, p)) {
     apply_epilogue(y.data<float>(), g, e);
     return;
@@ -576,7 +724,7 @@ void conv2d_forward_fused(const Tensor& x, const Tensor& w, Tensor& y, Conv2dPar
 
 void conv2d_backward_input(const Tensor& gy, const Tensor& w, Tensor& gx, Conv2dParams p) {
   if (p.groups > 1) return conv2d_grouped_backward_input(gy, w, gx, p);
-  if (conv_library(ConvPass::backward_input, gx.size(1), w.size(0), w.size(2), w.size(3)) ==
+  if (conv_library(ConvPass::backward_input, gx.size(1), w.size(0), w.size(2), w.size(3), p) ==
           ConvLibrary::onednn &&
       onednn_conv_backward_input(gy, w, gx, p))
     return;
@@ -587,7 +735,7 @@ void conv2d_backward_input(const Tensor& gy, const Tensor& w, Tensor& gx, Conv2d
 
 void conv2d_backward_weight(const Tensor& gy, const Tensor& x, Tensor& gw, Conv2dParams p) {
   if (p.groups > 1) return conv2d_grouped_backward_weight(gy, x, gw, p);
-  if (conv_library(ConvPass::backward_weight, x.size(1), gw.size(0), gw.size(2), gw.size(3)) ==
+  if (conv_library(ConvPass::backward_weight, x.size(1), gw.size(0), gw.size(2), gw.size(3), p) ==
           ConvLibrary::onednn &&
       onednn_conv_backward_weight(gy, x, gw, p))
     return;

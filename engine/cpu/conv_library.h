@@ -11,12 +11,13 @@
 //   backward input:  mq's own (oneDNN's is faster on the 3x3 convs, but its summation order
 //                    flips the sign of a final weight in the golden case
 //                    metaquant-bwn-adam-MultiFC beyond the golden rule);
-//   forward:         oneDNN for >= 32 output channels and kernels wider than 1x1 when it
-//                    runs its AVX-512 kernel, whose sums are bit for bit the order mq's kernel
-//                    reproduces (the golden traces are PyTorch runs on that kernel;
-//                    tests/test_conv_order.cpp checks it); mq's own otherwise (faster for 16
-//                    output channels and 1x1, and on AVX2 machines the only one that keeps
-//                    that order). Training and the fused eval forward alike.
+//   forward:         oneDNN for strided convs with >= 32 output channels and kernels wider
+//                    than 1x1 when it runs its AVX-512 kernel, whose sums are bit for bit the
+//                    order mq's kernel reproduces (the golden traces are PyTorch runs on that
+//                    kernel; tests/test_conv_order.cpp checks it); mq's own otherwise (faster
+//                    for 16 output channels, 1x1, and, on AVX-512 builds, "same" stride-1
+//                    convs, which it reads through masked rows; on AVX2 machines the only one
+//                    that keeps that order). Training and the fused eval forward alike.
 #include <cstdint>
 
 #include "engine/ops.h"
@@ -32,10 +33,11 @@ bool onednn_built();
 // may hold it lower).
 bool onednn_avx512();
 
-// The library a pass of a conv with C input channels, K output channels and an R x S kernel
-// runs on now. MQ_CPU_CONV=own|onednn (environment, read once) or set_conv_library() makes
+// The library a pass of a conv with C input channels, K output channels, an R x S kernel and
+// parameters p runs on now. MQ_CPU_CONV=own|onednn (environment, read once) or set_conv_library() makes
 // every pass run on one library (benchmarks compare them that way); otherwise the defaults.
-ConvLibrary conv_library(ConvPass pass, int64_t c, int64_t k, int64_t r, int64_t s);
+ConvLibrary conv_library(ConvPass pass, int64_t c, int64_t k, int64_t r, int64_t s,
+                         Conv2dParams p);
 void set_conv_library(ConvLibrary lib);
 void reset_conv_library();  // back to the defaults (or MQ_CPU_CONV's choice)
 const char* conv_library_name(ConvLibrary lib);

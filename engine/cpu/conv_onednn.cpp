@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/cpu/conv_library.h"
+#include "kernels/nn/sgemm_kernel.h"
 #include "kernels/base/error.h"
 
 #if MQ_WITH_DNNL
@@ -41,13 +42,17 @@ Choice env_choice() {
 
 bool onednn_built() { return MQ_WITH_DNNL != 0; }
 
-ConvLibrary conv_library(ConvPass pass, int64_t c, int64_t k, int64_t r, int64_t s) {
+ConvLibrary conv_library(ConvPass pass, int64_t c, int64_t k, int64_t r, int64_t s,
+                         Conv2dParams p) {
   if (!onednn_built()) return ConvLibrary::own;
   const Choice choice = g_choice != Choice::defaults ? g_choice : env_choice();
   if (choice == Choice::own) return ConvLibrary::own;
   if (choice == Choice::onednn) return ConvLibrary::onednn;
   bool onednn = true;
-  if (pass == ConvPass::forward) onednn = k >= 32 && r * s > 1 && onednn_avx512();
+  // mq's masked-row forward beats oneDNN's on same stride-1 convs (conv_bench --library).
+  const bool same = p.stride == 1 && r == s && 2 * p.padding + 1 == r;
+  if (pass == ConvPass::forward)
+    onednn = k >= 32 && r * s > 1 && onednn_avx512() && !(same && MQ_SGEMM_MASKED_ROWS);
   // oneDNN's input gradient sums in an order that flips the sign of a final weight in the
   // golden case metaquant-bwn-adam-MultiFC beyond the golden rule; mq's own passes them all.
   if (pass == ConvPass::backward_input) onednn = false;

@@ -10,7 +10,12 @@
 // of C held in 24 AVX-512 registers (6 x 16 in 12 AVX2 registers).
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 
+// On AVX-512, B's rows may also be masked (b_masks): lane j of row l is read only where bit
+// j % 16 of b_masks[l][j / 16] is set and is +0 elsewhere, so a "same" stride-1 conv reads its
+// taps straight from the unpadded plane (a shifted row offset, the lanes that fall outside the
+// plane masked off: AVX-512 masked loads do not touch masked-off memory).
 // Every output sums its depth block as one FMA chain from zero, so the bits depend on the
 // blocking only, never on the vector width: AVX-512 and AVX2 machines give identical results
 // (the golden traces need PyTorch's oneDNN summation order on both).
@@ -19,6 +24,11 @@
 #define MQ_HAVE_SGEMM_KERNEL 1
 #else
 #define MQ_HAVE_SGEMM_KERNEL 0
+#endif
+#if defined(__AVX512F__)
+#define MQ_SGEMM_MASKED_ROWS 1
+#else
+#define MQ_SGEMM_MASKED_ROWS 0
 #endif
 
 namespace mq::cpu {
@@ -70,22 +80,44 @@ constexpr int kMr = Simd::kMr;
 constexpr int kNv = Simd::kNv;
 constexpr int64_t kKc = 192;  // depth block: keeps a B panel (kKc x kNv vectors) in L1
 
-template <int R, int V, bool RowTable>
+// How B's rows are found: b + l * ldb, b + b_rows[l], or b + b_rows[l] with lane masks (per
+// row, or one set for the whole depth block when its rows share them).
+enum class BRows { strided, table, masked, block_masked };
+using MaskRows = const uint16_t* const*;
+
+template <int R, int V, BRows Mode>
 inline void micro(int64_t kd, const float* a, int64_t ars, int64_t acs, const float* b,
-                  int64_t ldb, const int64_t* b_rows, float* c, int64_t ldc, Simd::Mask tail,
-                  bool accumulate) {
+                  int64_t ldb, const int64_t* b_rows, MaskRows b_masks, int64_t vec0, float* c,
+                  int64_t ldc, Simd::Mask tail, bool accumulate) {
   const Simd::Mask full = Simd::mask(kLanes);
   Simd::V acc[R][V];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) acc[r][v] = Simd::zero();
-  for (int64_t l = 0; l < kd; ++l) {
-    const float* bl = RowTable ? b + b_rows[l] : b + l * ldb;
-    Simd::V bv[V];
-#pragma GCC unroll 4
+  [[maybe_unused]] Simd::Mask block_mask[V];
+  if constexpr (Mode == BRows::block_masked)
     for (int v = 0; v < V; ++v)
-      bv[v] = v == V - 1 ? Simd::load(bl + kLanes * v, tail) : Simd::load(bl + kLanes * v);
+      block_mask[v] = v == V - 1 ? Simd::Mask(b_masks[0][vec0 + v] & tail) : Simd::Mask(b_masks[0][vec0 + v]);
+  for (int64_t l = 0; l < kd; ++l) {
+    const float* bl = Mode == BRows::strided ? b + l * ldb : b + b_rows[l];
+    Simd::V bv[V];
+#if defined(__AVX512F__)
+    if constexpr (Mode == BRows::block_masked) {
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) bv[v] = Simd::load(bl + kLanes * v, block_mask[v]);
+    } else if constexpr (Mode == BRows::masked) {
+      const uint16_t* ml = b_masks[l] + vec0;
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) {
+        const Simd::Mask m = v == V - 1 ? Simd::Mask(ml[v] & tail) : Simd::Mask(ml[v]);
+        bv[v] = Simd::load(bl + kLanes * v, m);
+      }
+    } else
+#endif
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v)
+        bv[v] = v == V - 1 ? Simd::load(bl + kLanes * v, tail) : Simd::load(bl + kLanes * v);
     const float* al = a + l * acs;
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
@@ -108,28 +140,39 @@ inline void micro(int64_t kd, const float* a, int64_t ars, int64_t acs, const fl
 }
 
 using MicroFn = void (*)(int64_t, const float*, int64_t, int64_t, const float*, int64_t,
-                         const int64_t*, float*, int64_t, Simd::Mask, bool);
+                         const int64_t*, MaskRows, int64_t, float*, int64_t, Simd::Mask, bool);
 
-template <int R, bool RowTable>
+template <int R, BRows Mode>
 constexpr MicroFn pick_v(int v) {
   if constexpr (kNv == 2) {
-    return v == 1 ? micro<R, 1, RowTable> : micro<R, 2, RowTable>;
+    return v == 1 ? micro<R, 1, Mode> : micro<R, 2, Mode>;
   } else {
-    return v == 1   ? micro<R, 1, RowTable>
-           : v == 2 ? micro<R, 2, RowTable>
-           : v == 3 ? micro<R, 3, RowTable>
-                    : micro<R, 4, RowTable>;
+    return v == 1   ? micro<R, 1, Mode>
+           : v == 2 ? micro<R, 2, Mode>
+           : v == 3 ? micro<R, 3, Mode>
+                    : micro<R, 4, Mode>;
   }
 }
-template <bool RowTable>
-MicroFn pick(int r, int v) {
+template <BRows Mode>
+MicroFn pick_r(int r, int v) {
   switch (r) {
-    case 1: return pick_v<1, RowTable>(v);
-    case 2: return pick_v<2, RowTable>(v);
-    case 3: return pick_v<3, RowTable>(v);
-    case 4: return pick_v<4, RowTable>(v);
-    case 5: return pick_v<5, RowTable>(v);
-    default: return pick_v<6, RowTable>(v);
+    case 1: return pick_v<1, Mode>(v);
+    case 2: return pick_v<2, Mode>(v);
+    case 3: return pick_v<3, Mode>(v);
+    case 4: return pick_v<4, Mode>(v);
+    case 5: return pick_v<5, Mode>(v);
+    default: return pick_v<6, Mode>(v);
+  }
+}
+inline MicroFn pick(BRows mode, int r, int v) {
+  switch (mode) {
+    case BRows::strided: return pick_r<BRows::strided>(r, v);
+    case BRows::table: return pick_r<BRows::table>(r, v);
+#if MQ_SGEMM_MASKED_ROWS
+    case BRows::masked: return pick_r<BRows::masked>(r, v);
+    case BRows::block_masked: return pick_r<BRows::block_masked>(r, v);
+#endif
+    default: std::abort();  // masked rows exist on AVX-512 builds only (MQ_SGEMM_MASKED_ROWS)
   }
 }
 
@@ -137,10 +180,12 @@ MicroFn pick(int r, int v) {
 
 // C = A * B (accumulate = false) or C += A * B. The depth is summed in blocks of `kc`: each
 // block is one FMA chain from zero, added to C in block order (C = C + block). With `b_rows`,
-// B's row l starts at b + b_rows[l] (ldb unused).
+// B's row l starts at b + b_rows[l] (ldb unused); with `b_masks` too (AVX-512 builds only), its
+// lanes are masked as described at the top.
 inline void sgemm(int64_t m, int64_t n, int64_t kd, const float* a, int64_t ars, int64_t acs,
                   const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate,
-                  int64_t kc_max = sgemm_detail::kKc, const int64_t* b_rows = nullptr) {
+                  int64_t kc_max = sgemm_detail::kKc, const int64_t* b_rows = nullptr,
+                  sgemm_detail::MaskRows b_masks = nullptr) {
   using namespace sgemm_detail;
   if (kd == 0) {
     if (!accumulate)
@@ -152,15 +197,20 @@ inline void sgemm(int64_t m, int64_t n, int64_t kd, const float* a, int64_t ars,
     const bool acc = accumulate || k0 > 0;
     const float* bk = b_rows ? b : b + k0 * ldb;
     const int64_t* rows = b_rows ? b_rows + k0 : nullptr;
+    const MaskRows masks = b_masks ? b_masks + k0 : nullptr;
+    const bool one_mask = masks && std::all_of(masks, masks + kc, [&](auto m) { return m == masks[0]; });
+    const BRows mode = one_mask ? BRows::block_masked
+                       : masks  ? BRows::masked
+                       : rows   ? BRows::table
+                                : BRows::strided;
     for (int64_t j0 = 0; j0 < n; j0 += kLanes * kNv) {
       const int64_t nj = std::min<int64_t>(kLanes * kNv, n - j0);
       const int nv = int((nj + kLanes - 1) / kLanes);
       const Simd::Mask tail = Simd::mask(int(nj - kLanes * (nv - 1)));
       for (int64_t i0 = 0; i0 < m; i0 += kMr) {
         const int r = int(std::min<int64_t>(kMr, m - i0));
-        (rows ? pick<true>(r, nv) : pick<false>(r, nv))(kc, a + i0 * ars + k0 * acs, ars, acs,
-                                                         bk + j0, ldb, rows, c + i0 * ldc + j0,
-                                                         ldc, tail, acc);
+        pick(mode, r, nv)(kc, a + i0 * ars + k0 * acs, ars, acs, bk + j0, ldb, rows, masks,
+                          j0 / kLanes, c + i0 * ldc + j0, ldc, tail, acc);
       }
     }
   }
