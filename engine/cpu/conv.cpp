@@ -222,6 +222,18 @@ inline void copy_row_stride2(float* dst, const float* src, int64_t n) {
   }
   for (; i < n; ++i) dst[i] = src[2 * i];
 }
+// dst[2 j] = even[j], dst[2 j + 1] = odd[j] for j < n.
+inline void interleave_row(float* dst, const float* even, const float* odd, int64_t n) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  auto mask = [](int64_t k) { return k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << k) - 1u); };
+  for (int64_t j = 0; j < n; j += 16) {
+    const int64_t r = std::min<int64_t>(16, n - j);
+    const __m512 e = _mm512_maskz_loadu_ps(mask(r), even + j), o = _mm512_maskz_loadu_ps(mask(r), odd + j);
+    _mm512_mask_storeu_ps(dst + 2 * j, mask(2 * std::min<int64_t>(r, 8)), _mm512_permutex2var_ps(e, lo, o));
+    if (r > 8) _mm512_mask_storeu_ps(dst + 2 * j + 16, mask(2 * (r - 8)), _mm512_permutex2var_ps(e, hi, o));
+  }
+}
 #else
 inline void copy_row(float* dst, const float* src, int64_t n) {
 #pragma omp simd
@@ -229,6 +241,12 @@ inline void copy_row(float* dst, const float* src, int64_t n) {
 }
 inline void copy_row_stride2(float* dst, const float* src, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = src[2 * i];
+}
+inline void interleave_row(float* dst, const float* even, const float* odd, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    dst[2 * j] = even[j];
+    dst[2 * j + 1] = odd[j];
+  }
 }
 #endif
 
@@ -429,23 +447,33 @@ bool backward_input_masked(const float* gy, const float* w, float* gx, const Con
   for (int64_t n = 0; n < g.n; ++n) {
     const float* planes = strided_planes(gy + n * g.k * pq, g.k, pq);
     float* gxn = gx + n * g.c * hw;
-    for (const Phase& ph : phases) {
+    if (st == 1) {  // the one phase is gx_n itself
+      const Phase& ph = phases[0];
       const int64_t depth = int64_t(ph.mr.rows.size());
-      if (st == 1) {  // the one phase is gx_n itself
-        sgemm(g.c, pq, depth, ph.wa.data(), depth, 1, planes, 0, gxn, pq, false, g.k,
-              ph.mr.rows.data(), ph.mr.masks.data());
-        continue;
-      }
-      float* out = scratch<float>(size_t(g.c * pq), 1);
-      sgemm(g.c, pq, depth, ph.wa.data(), depth, 1, planes, 0, out, pq, false, g.k,
+      sgemm(g.c, pq, depth, ph.wa.data(), depth, 1, planes, 0, gxn, pq, false, g.k,
             ph.mr.rows.data(), ph.mr.masks.data());
-      for (int64_t c = 0; c < g.c; ++c)
-        for (int64_t m = 0; m < g.p; ++m) {
-          const float* src = out + (c * g.p + m) * g.q;
-          float* dst = gxn + c * hw + (st * m + ph.a) * g.w + ph.b;
-          for (int64_t j = 0; j < g.q; ++j) dst[st * j] = src[j];
-        }
+      continue;
     }
+    // Each phase into its own [C, P*Q] block, then the rows of gx interleaved from them.
+    float* out = scratch<float>(size_t(st * st * g.c * pq), 1);
+    for (size_t i = 0; i < phases.size(); ++i) {
+      const Phase& ph = phases[i];
+      const int64_t depth = int64_t(ph.mr.rows.size());
+      sgemm(g.c, pq, depth, ph.wa.data(), depth, 1, planes, 0, out + int64_t(i) * g.c * pq, pq,
+            false, g.k, ph.mr.rows.data(), ph.mr.masks.data());
+    }
+    for (int64_t c = 0; c < g.c; ++c)
+      for (int64_t m = 0; m < g.p; ++m)
+        for (int64_t a = 0; a < st; ++a) {
+          const float* src = out + ((a * st) * g.c + c) * pq + m * g.q;  // phase (a, 0)
+          float* dst = gxn + c * hw + (st * m + a) * g.w;
+          if (st == 2) {
+            interleave_row(dst, src, src + g.c * pq, g.q);  // phases (a, 0) and (a, 1)
+            continue;
+          }
+          for (int64_t b = 0; b < st; ++b)
+            for (int64_t j = 0; j < g.q; ++j) dst[st * j + b] = src[b * g.c * pq + j];
+        }
   }
   return true;
 }
