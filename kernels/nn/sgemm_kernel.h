@@ -176,6 +176,81 @@ inline MicroFn pick(BRows mode, int r, int v) {
   }
 }
 
+#if MQ_SGEMM_MASKED_ROWS
+// Short depth blocks (a conv input gradient's taps over 16 channels: 16 FMA steps each) spend
+// as much on adding each block's sums into C in memory as on the steps themselves. This tile
+// (4 rows x 3 vectors, its running sums and block sums in 24 registers) keeps C in registers
+// across all blocks: run = run + block in block order, the same additions as C = C + block.
+// Masked rows with one mask set per block only (every row of a block one tap).
+template <int R, int V>
+void micro_chain(int64_t kd, int64_t kc, const float* a, int64_t ars, int64_t acs,
+                 const float* b, const int64_t* b_rows, MaskRows b_masks, int64_t vec0,
+                 float* c, int64_t ldc, Simd::Mask tail, bool accumulate) {
+  Simd::V run[R][V];
+  for (int64_t k0 = 0; k0 < kd; k0 += kc) {
+    const int64_t k1 = std::min(kd, k0 + kc);
+    Simd::Mask mk[V];
+    for (int v = 0; v < V; ++v)
+      mk[v] = Simd::Mask(b_masks[k0][vec0 + v] & (v == V - 1 ? tail : Simd::mask(kLanes)));
+    Simd::V acc[R][V];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 3
+      for (int v = 0; v < V; ++v) acc[r][v] = Simd::zero();
+    for (int64_t l = k0; l < k1; ++l) {
+      const float* bl = b + b_rows[l];
+      Simd::V bv[V];
+#pragma GCC unroll 3
+      for (int v = 0; v < V; ++v) bv[v] = Simd::load(bl + kLanes * v, mk[v]);
+      const float* al = a + l * acs;
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        const Simd::V ar = Simd::broadcast(al[r * ars]);
+#pragma GCC unroll 3
+        for (int v = 0; v < V; ++v) acc[r][v] = Simd::fmadd(ar, bv[v], acc[r][v]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 3
+      for (int v = 0; v < V; ++v) {
+        if (k0 > 0) run[r][v] = Simd::add(run[r][v], acc[r][v]);
+        else if (accumulate)
+          run[r][v] = Simd::add(acc[r][v], Simd::load(c + r * ldc + kLanes * v,
+                                                      v == V - 1 ? tail : Simd::mask(kLanes)));
+        else run[r][v] = acc[r][v];
+      }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 3
+    for (int v = 0; v < V; ++v)
+      Simd::store(c + r * ldc + kLanes * v, run[r][v], v == V - 1 ? tail : Simd::mask(kLanes));
+}
+
+using ChainFn = void (*)(int64_t, int64_t, const float*, int64_t, int64_t, const float*,
+                         const int64_t*, MaskRows, int64_t, float*, int64_t, Simd::Mask, bool);
+template <int R>
+ChainFn pick_chain_v(int v) {
+  return v == 1 ? micro_chain<R, 1> : v == 2 ? micro_chain<R, 2> : micro_chain<R, 3>;
+}
+inline ChainFn pick_chain(int r, int v) {
+  switch (r) {
+    case 1: return pick_chain_v<1>(v);
+    case 2: return pick_chain_v<2>(v);
+    case 3: return pick_chain_v<3>(v);
+    default: return pick_chain_v<4>(v);
+  }
+}
+
+// True where every depth block's rows share one mask set.
+inline bool one_mask_per_block(MaskRows masks, int64_t kd, int64_t kc) {
+  for (int64_t l = 0; l < kd; ++l)
+    if (masks[l] != masks[l - l % kc]) return false;
+  return true;
+}
+#endif
+
 }  // namespace sgemm_detail
 
 // C = A * B (accumulate = false) or C += A * B. The depth is summed in blocks of `kc`: each
@@ -192,6 +267,21 @@ inline void sgemm(int64_t m, int64_t n, int64_t kd, const float* a, int64_t ars,
       for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.f);
     return;
   }
+#if MQ_SGEMM_MASKED_ROWS
+  if (b_masks && kc_max < kd && kc_max <= 16 && one_mask_per_block(b_masks, kd, kc_max)) {
+    constexpr int kRows = 4, kVecs = 3;
+    for (int64_t j0 = 0; j0 < n; j0 += kLanes * kVecs) {
+      const int64_t nj = std::min<int64_t>(kLanes * kVecs, n - j0);
+      const int nv = int((nj + kLanes - 1) / kLanes);
+      const Simd::Mask tail = Simd::mask(int(nj - kLanes * (nv - 1)));
+      for (int64_t i0 = 0; i0 < m; i0 += kRows)
+        pick_chain(int(std::min<int64_t>(kRows, m - i0)), nv)(
+            kd, kc_max, a + i0 * ars, ars, acs, b + j0, b_rows, b_masks, j0 / kLanes,
+            c + i0 * ldc + j0, ldc, tail, accumulate);
+    }
+    return;
+  }
+#endif
   for (int64_t k0 = 0; k0 < kd; k0 += kc_max) {
     const int64_t kc = std::min(kc_max, kd - k0);
     const bool acc = accumulate || k0 > 0;
