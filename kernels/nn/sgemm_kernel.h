@@ -95,7 +95,8 @@ inline void micro(int64_t kd, const float* a, int64_t ars, int64_t acs, const fl
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) acc[r][v] = Simd::zero();
-  [[maybe_unused]] Simd::Mask block_mask[V];
+  [[maybe_unused]] Simd::Mask block_mask[V];  // the masks of the current run of rows
+  [[maybe_unused]] const uint16_t* mask_row = nullptr;
   if constexpr (Mode == BRows::block_masked)
     for (int v = 0; v < V; ++v)
       block_mask[v] = v == V - 1 ? Simd::Mask(b_masks[0][vec0 + v] & tail) : Simd::Mask(b_masks[0][vec0 + v]);
@@ -107,12 +108,14 @@ inline void micro(int64_t kd, const float* a, int64_t ars, int64_t acs, const fl
 #pragma GCC unroll 4
       for (int v = 0; v < V; ++v) bv[v] = Simd::load(bl + kLanes * v, block_mask[v]);
     } else if constexpr (Mode == BRows::masked) {
-      const uint16_t* ml = b_masks[l] + vec0;
+      if (b_masks[l] != mask_row) {  // rows come in runs of one tap: reload at a new run only
+        mask_row = b_masks[l];
 #pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) {
-        const Simd::Mask m = v == V - 1 ? Simd::Mask(ml[v] & tail) : Simd::Mask(ml[v]);
-        bv[v] = Simd::load(bl + kLanes * v, m);
+        for (int v = 0; v < V; ++v)
+          block_mask[v] = v == V - 1 ? Simd::Mask(mask_row[vec0 + v] & tail) : Simd::Mask(mask_row[vec0 + v]);
       }
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) bv[v] = Simd::load(bl + kLanes * v, block_mask[v]);
     } else
 #endif
 #pragma GCC unroll 4
