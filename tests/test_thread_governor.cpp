@@ -68,7 +68,7 @@ struct KeepThreads {
 };
 
 // Wide gaps, so that sleeps stretched by a busy test machine (ctest -j) do not blur them.
-const StepMs quiet = [](int t, int) { return t == 2 ? 5.0 : 15.0; };
+const StepMs quiet = [](int t, int) { return t == 2 ? 10.0 : 30.0; };
 // Beside a busy process 2 threads wait for a thread the other process holds.
 const StepMs loaded = [](int t, int) { return t == 2 ? 30.0 : 10.0; };
 }  // namespace
@@ -105,8 +105,12 @@ TEST_CASE("thread governor: a probe that keeps the count waits before the next",
   FakeMachine machine{0.7, 0};  // another process busy, yet 2 threads stay the faster
   mq::ThreadGovernor g(2, meter(machine));
   const std::vector<int> used = run_steps(g, 60, quiet);
-  CHECK(g.probes() == 1);  // the next one after 4 s, longer than this test
-  CHECK(count_of(used, 1) == 2);
+  // The next after 4 s, longer than this test; without that pause it would probe every 7 or 8
+  // steps. One more is allowed: a host that stretches the sleeps of 3 of the 5 watched steps by
+  // a quarter has moved the step time, and the governor rightly looks again (seen in CI).
+  CHECK(g.probes() >= 1);
+  CHECK(g.probes() <= 2);
+  CHECK(count_of(used, 1) == 2 * g.probes());  // each probe tries 1 thread for two steps
   CHECK(g.threads() == 2);
 }
 

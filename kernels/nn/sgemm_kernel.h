@@ -246,10 +246,26 @@ inline ChainFn pick_chain(int r, int v) {
   }
 }
 
-// True where every depth block's rows share one mask set.
-inline bool one_mask_per_block(MaskRows masks, int64_t kd, int64_t kc) {
+// The whole product on micro_chain tiles where it applies (short blocks, one mask set per
+// block); false, doing nothing, elsewhere. Out of line so that sgemm itself stays small enough
+// for the compiler to inline at its many small call sites.
+[[gnu::noinline]] inline bool chained(int64_t m, int64_t n, int64_t kd, const float* a,
+                                      int64_t ars, int64_t acs, const float* b,
+                                      const int64_t* b_rows, MaskRows b_masks, float* c,
+                                      int64_t ldc, int64_t kc, bool accumulate) {
+  if (kc >= kd || kc > 16) return false;
   for (int64_t l = 0; l < kd; ++l)
-    if (masks[l] != masks[l - l % kc]) return false;
+    if (b_masks[l] != b_masks[l - l % kc]) return false;  // one mask set per block
+  constexpr int kRows = 4, kVecs = 3;
+  for (int64_t j0 = 0; j0 < n; j0 += kLanes * kVecs) {
+    const int64_t nj = std::min<int64_t>(kLanes * kVecs, n - j0);
+    const int nv = int((nj + kLanes - 1) / kLanes);
+    const Simd::Mask tail = Simd::mask(int(nj - kLanes * (nv - 1)));
+    for (int64_t i0 = 0; i0 < m; i0 += kRows)
+      pick_chain(int(std::min<int64_t>(kRows, m - i0)), nv)(
+          kd, kc, a + i0 * ars, ars, acs, b + j0, b_rows, b_masks, j0 / kLanes,
+          c + i0 * ldc + j0, ldc, tail, accumulate);
+  }
   return true;
 }
 #endif
@@ -271,19 +287,8 @@ inline void sgemm(int64_t m, int64_t n, int64_t kd, const float* a, int64_t ars,
     return;
   }
 #if MQ_SGEMM_MASKED_ROWS
-  if (b_masks && kc_max < kd && kc_max <= 16 && one_mask_per_block(b_masks, kd, kc_max)) {
-    constexpr int kRows = 4, kVecs = 3;
-    for (int64_t j0 = 0; j0 < n; j0 += kLanes * kVecs) {
-      const int64_t nj = std::min<int64_t>(kLanes * kVecs, n - j0);
-      const int nv = int((nj + kLanes - 1) / kLanes);
-      const Simd::Mask tail = Simd::mask(int(nj - kLanes * (nv - 1)));
-      for (int64_t i0 = 0; i0 < m; i0 += kRows)
-        pick_chain(int(std::min<int64_t>(kRows, m - i0)), nv)(
-            kd, kc_max, a + i0 * ars, ars, acs, b + j0, b_rows, b_masks, j0 / kLanes,
-            c + i0 * ldc + j0, ldc, tail, accumulate);
-    }
+  if (b_masks && chained(m, n, kd, a, ars, acs, b, b_rows, b_masks, c, ldc, kc_max, accumulate))
     return;
-  }
 #endif
   for (int64_t k0 = 0; k0 < kd; k0 += kc_max) {
     const int64_t kc = std::min(kc_max, kd - k0);
