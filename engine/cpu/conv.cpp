@@ -332,6 +332,42 @@ std::vector<int64_t> forward_rows(const ConvGeom& g, int64_t cb) {
   return rows;
 }
 
+// The output phases of a square-kernel conv's input gradient, for both routines below: phase
+// (a, b) of gx (rows s m + a, columns s j + b; with stride 1 the one phase is gx itself)
+// receives tap (ri, si) only where s divides a + pad - ri and b + pad - si, from gy shifted by
+// ((a + pad - ri) / s, (b + pad - si) / s). Taps in (ri, si) order and W^T laid out taps outer,
+// K inner: per tap one FMA chain over K, the taps added in order, the im2col path's sums.
+struct GradPhase {
+  int64_t a, b;
+  std::vector<std::pair<int64_t, int64_t>> shifts;  // gy's shift per tap
+  std::vector<float> wa;                            // [C, taps * K]
+};
+
+std::vector<GradPhase> grad_phases(const float* w, const ConvGeom& g) {
+  const int64_t st = g.stride;
+  std::vector<GradPhase> phases;
+  for (int64_t a = 0; a < st; ++a)
+    for (int64_t b = 0; b < st; ++b) {
+      GradPhase ph{a, b, {}, {}};
+      std::vector<std::pair<int64_t, int64_t>> taps;
+      for (int64_t ri = 0; ri < g.r; ++ri)
+        for (int64_t si = 0; si < g.s; ++si)
+          if ((a + g.pad - ri) % st == 0 && (b + g.pad - si) % st == 0) {
+            taps.emplace_back(ri, si);
+            ph.shifts.emplace_back((a + g.pad - ri) / st, (b + g.pad - si) / st);
+          }
+      const int64_t depth = int64_t(taps.size()) * g.k;
+      ph.wa.resize(size_t(g.c * depth));
+      for (size_t t = 0; t < taps.size(); ++t)
+        for (int64_t k = 0; k < g.k; ++k)
+          for (int64_t c = 0; c < g.c; ++c)
+            ph.wa[size_t(c * depth + int64_t(t) * g.k + k)] =
+                w[((k * g.c + c) * g.r + taps[t].first) * g.s + taps[t].second];
+      phases.push_back(std::move(ph));
+    }
+  return phases;
+}
+
 #if MQ_SGEMM_MASKED_ROWS
 // Convs whose taps shift a whole plane read them straight from the unpadded planes through
 // sgemm's masked rows: tap (dy, dx) of output pixel j of an h x w plane reads plane[j + dy w +
@@ -418,31 +454,17 @@ bool backward_input_masked(const float* gy, const float* w, float* gx, const Con
   if (g.r != g.s || g.r < 2 || g.h != st * g.p || g.w != st * g.q) return false;
   const int64_t pq = g.pq(), hw = g.h * g.w;
   struct Phase {
-    int64_t a, b;
-    std::vector<float> wa;  // [C, depth], W^T: taps outer, K inner
+    GradPhase gp;
     MaskedRows mr;
   };
   std::vector<Phase> phases;
-  for (int64_t a = 0; a < st; ++a)
-    for (int64_t b = 0; b < st; ++b) {
-      std::vector<std::pair<int64_t, int64_t>> shifts, taps;  // gy shift and (ri, si) per tap
-      for (int64_t ri = 0; ri < g.r; ++ri)
-        for (int64_t si = 0; si < g.s; ++si)
-          if ((a + g.pad - ri) % st == 0 && (b + g.pad - si) % st == 0) {
-            taps.emplace_back(ri, si);
-            shifts.emplace_back((a + g.pad - ri) / st, (b + g.pad - si) / st);
-          }
-      const int64_t depth = int64_t(taps.size()) * g.k;
-      Phase ph{a, b, std::vector<float>(size_t(g.c * depth)), MaskedRows(g.p, g.q, std::move(shifts), depth)};
-      for (size_t t = 0; t < taps.size(); ++t)
-        for (int64_t k = 0; k < g.k; ++k) {
-          const int64_t l = int64_t(t) * g.k + k;
-          ph.mr.set(l, k, t);
-          for (int64_t c = 0; c < g.c; ++c)
-            ph.wa[size_t(c * depth + l)] = w[((k * g.c + c) * g.r + taps[t].first) * g.s + taps[t].second];
-        }
-      phases.push_back(std::move(ph));
-    }
+  for (GradPhase& gp : grad_phases(w, g)) {
+    const int64_t depth = int64_t(gp.shifts.size()) * g.k;
+    MaskedRows mr(g.p, g.q, gp.shifts, depth);
+    for (size_t t = 0; t < gp.shifts.size(); ++t)
+      for (int64_t k = 0; k < g.k; ++k) mr.set(int64_t(t) * g.k + k, k, t);
+    phases.push_back({std::move(gp), std::move(mr)});
+  }
 #pragma omp parallel for schedule(dynamic)
   for (int64_t n = 0; n < g.n; ++n) {
     const float* planes = strided_planes(gy + n * g.k * pq, g.k, pq);
@@ -450,7 +472,7 @@ bool backward_input_masked(const float* gy, const float* w, float* gx, const Con
     if (st == 1) {  // the one phase is gx_n itself
       const Phase& ph = phases[0];
       const int64_t depth = int64_t(ph.mr.rows.size());
-      sgemm(g.c, pq, depth, ph.wa.data(), depth, 1, planes, 0, gxn, pq, false, g.k,
+      sgemm(g.c, pq, depth, ph.gp.wa.data(), depth, 1, planes, 0, gxn, pq, false, g.k,
             ph.mr.rows.data(), ph.mr.masks.data());
       continue;
     }
@@ -459,7 +481,7 @@ bool backward_input_masked(const float* gy, const float* w, float* gx, const Con
     for (size_t i = 0; i < phases.size(); ++i) {
       const Phase& ph = phases[i];
       const int64_t depth = int64_t(ph.mr.rows.size());
-      sgemm(g.c, pq, depth, ph.wa.data(), depth, 1, planes, 0, out + int64_t(i) * g.c * pq, pq,
+      sgemm(g.c, pq, depth, ph.gp.wa.data(), depth, 1, planes, 0, out + int64_t(i) * g.c * pq, pq,
             false, g.k, ph.mr.rows.data(), ph.mr.masks.data());
     }
     for (int64_t c = 0; c < g.c; ++c)
@@ -496,15 +518,13 @@ bool backward_input_phases(const float* gy, const float* w, float* gx, const Con
   const int64_t hm = (g.h + st - 1) / st, wm = (g.w + st - 1) / st;  // largest phase plane
   if (g.r != g.s || g.r < 2) return false;
   if (st == 1 ? g.pad > g.r - 1 : hm * wm < 256) return false;
-  auto reaches = [&](int64_t a, int64_t ri) { return (a + g.pad - ri) % st == 0; };
-  auto shift = [&](int64_t a, int64_t ri) { return (a + g.pad - ri) / st; };  // exact
-  int64_t dmin = 0, dmax = 0;
-  for (int64_t a = 0; a < st; ++a)
-    for (int64_t ri = 0; ri < g.r; ++ri)
-      if (reaches(a, ri)) {
-        dmin = std::min(dmin, shift(a, ri));
-        dmax = std::max(dmax, shift(a, ri));
-      }
+  std::vector<GradPhase> grad = grad_phases(w, g);
+  int64_t dmin = 0, dmax = 0;  // the shifts' range (the kernel is square: rows and columns alike)
+  for (const GradPhase& gp : grad)
+    for (const auto& [dy, dx] : gp.shifts) {
+      dmin = std::min({dmin, dy, dx});
+      dmax = std::max({dmax, dy, dx});
+    }
   const int64_t pad = -dmin, win = dmax + pad + 1;
   // gy as the input of a stride-1 conv whose outputs are one phase plane (hm x wm).
   const ConvGeom t{g.n, g.k, g.p, g.q, g.c, win, win, hm, wm, 1, pad};
@@ -512,30 +532,17 @@ bool backward_input_phases(const float* gy, const float* w, float* gx, const Con
   const int64_t span = (hm - 1) * L.wph + wm;
   const bool direct = pad == 0 && L.hph == g.p && L.wph == g.q;  // gy_n is the padded plane
   struct Phase {
-    int64_t a, b;
+    GradPhase gp;
     std::vector<int64_t> rows;  // depth rows: per tap, K rows
-    std::vector<float> wa;      // [C, depth], W^T in that order
   };
   std::vector<Phase> phases;
-  for (int64_t a = 0; a < st; ++a)
-    for (int64_t b = 0; b < st; ++b) {
-      std::vector<std::pair<int64_t, int64_t>> taps;  // (ri, si) in summation order
-      for (int64_t ri = 0; ri < g.r; ++ri)
-        for (int64_t si = 0; si < g.s; ++si)
-          if (reaches(a, ri) && reaches(b, si)) taps.emplace_back(ri, si);
-      const int64_t depth = static_cast<int64_t>(taps.size()) * g.k;
-      Phase ph{a, b, std::vector<int64_t>(size_t(depth)), std::vector<float>(size_t(g.c * depth))};
-      for (size_t i = 0; i < taps.size(); ++i) {
-        const auto [ri, si] = taps[i];
-        for (int64_t k = 0; k < g.k; ++k) {
-          const int64_t l = int64_t(i) * g.k + k;
-          ph.rows[l] = L.tap(t, k, shift(a, ri) + pad, shift(b, si) + pad);
-          for (int64_t c = 0; c < g.c; ++c)
-            ph.wa[c * depth + l] = w[((k * g.c + c) * g.r + ri) * g.s + si];
-        }
-      }
-      phases.push_back(std::move(ph));
-    }
+  for (GradPhase& gp : grad) {
+    std::vector<int64_t> rows(gp.shifts.size() * size_t(g.k));
+    for (size_t i = 0; i < gp.shifts.size(); ++i)
+      for (int64_t k = 0; k < g.k; ++k)
+        rows[i * size_t(g.k) + size_t(k)] = L.tap(t, k, gp.shifts[i].first + pad, gp.shifts[i].second + pad);
+    phases.push_back({std::move(gp), std::move(rows)});
+  }
   const int64_t hw = g.h * g.w;
 #pragma omp parallel for schedule(dynamic)
   for (int64_t n = 0; n < g.n; ++n) {
@@ -549,20 +556,20 @@ bool backward_input_phases(const float* gy, const float* w, float* gx, const Con
     float* gxn = gx + n * g.c * hw;
     for (const Phase& ph : phases) {
       const int64_t depth = static_cast<int64_t>(ph.rows.size());
-      const int64_t mh = (g.h - ph.a + st - 1) / st, mw = (g.w - ph.b + st - 1) / st;
+      const int64_t mh = (g.h - ph.gp.a + st - 1) / st, mw = (g.w - ph.gp.b + st - 1) / st;
       if (depth == 0) {  // no tap reaches these positions
         for (int64_t c = 0; c < g.c; ++c)
           for (int64_t m = 0; m < mh; ++m)
-            for (int64_t j = 0; j < mw; ++j) gxn[c * hw + (st * m + ph.a) * g.w + st * j + ph.b] = 0.f;
+            for (int64_t j = 0; j < mw; ++j) gxn[c * hw + (st * m + ph.gp.a) * g.w + st * j + ph.gp.b] = 0.f;
         continue;
       }
       float* out = scratch<float>(size_t(g.c * span), 1);
-      sgemm(g.c, span, depth, ph.wa.data(), depth, 1, padded, 0, out, span, false, g.k,
+      sgemm(g.c, span, depth, ph.gp.wa.data(), depth, 1, padded, 0, out, span, false, g.k,
             ph.rows.data());
       for (int64_t c = 0; c < g.c; ++c)
         for (int64_t m = 0; m < mh; ++m) {
           const float* src = out + c * span + m * L.wph;
-          float* dst = gxn + c * hw + (st * m + ph.a) * g.w + ph.b;
+          float* dst = gxn + c * hw + (st * m + ph.gp.a) * g.w + ph.gp.b;
           if (st == 1) {
             copy_row(dst, src, mw);
           } else {

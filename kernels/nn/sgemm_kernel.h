@@ -80,42 +80,32 @@ constexpr int kMr = Simd::kMr;
 constexpr int kNv = Simd::kNv;
 constexpr int64_t kKc = 192;  // depth block: keeps a B panel (kKc x kNv vectors) in L1
 
-// How B's rows are found: b + l * ldb, b + b_rows[l], or b + b_rows[l] with lane masks (per
-// row, or one set for the whole depth block when its rows share them).
-enum class BRows { strided, table, masked, block_masked };
+// How B's rows are found: b + l * ldb, b + b_rows[l], or b + b_rows[l] with lane masks.
+enum class BRows { strided, table, masked };
 using MaskRows = const uint16_t* const*;
 
+// acc[r][v] += A(r, l) B(l, v) for the depth rows [l0, l1): the FMA chain every output sums.
 template <int R, int V, BRows Mode>
-inline void micro(int64_t kd, const float* a, int64_t ars, int64_t acs, const float* b,
-                  int64_t ldb, const int64_t* b_rows, MaskRows b_masks, int64_t vec0, float* c,
-                  int64_t ldc, Simd::Mask tail, bool accumulate) {
-  const Simd::Mask full = Simd::mask(kLanes);
-  Simd::V acc[R][V];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) acc[r][v] = Simd::zero();
-  [[maybe_unused]] Simd::Mask block_mask[V];  // the masks of the current run of rows
+[[gnu::always_inline]] inline void fma_rows(Simd::V (&acc)[R][V], int64_t l0, int64_t l1,
+                                            const float* a, int64_t ars, int64_t acs,
+                                            const float* b, int64_t ldb, const int64_t* b_rows,
+                                            [[maybe_unused]] MaskRows b_masks,
+                                            [[maybe_unused]] int64_t vec0, Simd::Mask tail) {
+  [[maybe_unused]] Simd::Mask mk[V] = {};  // the lane masks of the current run of rows
   [[maybe_unused]] const uint16_t* mask_row = nullptr;
-  if constexpr (Mode == BRows::block_masked)
-    for (int v = 0; v < V; ++v)
-      block_mask[v] = v == V - 1 ? Simd::Mask(b_masks[0][vec0 + v] & tail) : Simd::Mask(b_masks[0][vec0 + v]);
-  for (int64_t l = 0; l < kd; ++l) {
+  for (int64_t l = l0; l < l1; ++l) {
     const float* bl = Mode == BRows::strided ? b + l * ldb : b + b_rows[l];
     Simd::V bv[V];
 #if defined(__AVX512F__)
-    if constexpr (Mode == BRows::block_masked) {
-#pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) bv[v] = Simd::load(bl + kLanes * v, block_mask[v]);
-    } else if constexpr (Mode == BRows::masked) {
+    if constexpr (Mode == BRows::masked) {
       if (b_masks[l] != mask_row) {  // rows come in runs of one tap: reload at a new run only
         mask_row = b_masks[l];
 #pragma GCC unroll 4
         for (int v = 0; v < V; ++v)
-          block_mask[v] = v == V - 1 ? Simd::Mask(mask_row[vec0 + v] & tail) : Simd::Mask(mask_row[vec0 + v]);
+          mk[v] = Simd::Mask(mask_row[vec0 + v] & (v == V - 1 ? tail : Simd::mask(kLanes)));
       }
 #pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) bv[v] = Simd::load(bl + kLanes * v, block_mask[v]);
+      for (int v = 0; v < V; ++v) bv[v] = Simd::load(bl + kLanes * v, mk[v]);
     } else
 #endif
 #pragma GCC unroll 4
@@ -129,6 +119,19 @@ inline void micro(int64_t kd, const float* a, int64_t ars, int64_t acs, const fl
       for (int v = 0; v < V; ++v) acc[r][v] = Simd::fmadd(ar, bv[v], acc[r][v]);
     }
   }
+}
+
+template <int R, int V, BRows Mode>
+inline void micro(int64_t kd, const float* a, int64_t ars, int64_t acs, const float* b,
+                  int64_t ldb, const int64_t* b_rows, MaskRows b_masks, int64_t vec0, float* c,
+                  int64_t ldc, Simd::Mask tail, bool accumulate) {
+  const Simd::Mask full = Simd::mask(kLanes);
+  Simd::V acc[R][V];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) acc[r][v] = Simd::zero();
+  fma_rows<R, V, Mode>(acc, 0, kd, a, ars, acs, b, ldb, b_rows, b_masks, vec0, tail);
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     float* cr = c + r * ldc;
@@ -173,7 +176,6 @@ inline MicroFn pick(BRows mode, int r, int v) {
     case BRows::table: return pick_r<BRows::table>(r, v);
 #if MQ_SGEMM_MASKED_ROWS
     case BRows::masked: return pick_r<BRows::masked>(r, v);
-    case BRows::block_masked: return pick_r<BRows::block_masked>(r, v);
 #endif
     default: std::abort();  // masked rows exist on AVX-512 builds only (MQ_SGEMM_MASKED_ROWS)
   }
@@ -184,35 +186,20 @@ inline MicroFn pick(BRows mode, int r, int v) {
 // as much on adding each block's sums into C in memory as on the steps themselves. This tile
 // (4 rows x 3 vectors, its running sums and block sums in 24 registers) keeps C in registers
 // across all blocks: run = run + block in block order, the same additions as C = C + block.
-// Masked rows with one mask set per block only (every row of a block one tap).
+// Masked rows only (the input gradients that have such short blocks).
 template <int R, int V>
 void micro_chain(int64_t kd, int64_t kc, const float* a, int64_t ars, int64_t acs,
                  const float* b, const int64_t* b_rows, MaskRows b_masks, int64_t vec0,
                  float* c, int64_t ldc, Simd::Mask tail, bool accumulate) {
   Simd::V run[R][V];
   for (int64_t k0 = 0; k0 < kd; k0 += kc) {
-    const int64_t k1 = std::min(kd, k0 + kc);
-    Simd::Mask mk[V];
-    for (int v = 0; v < V; ++v)
-      mk[v] = Simd::Mask(b_masks[k0][vec0 + v] & (v == V - 1 ? tail : Simd::mask(kLanes)));
     Simd::V acc[R][V];
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 3
       for (int v = 0; v < V; ++v) acc[r][v] = Simd::zero();
-    for (int64_t l = k0; l < k1; ++l) {
-      const float* bl = b + b_rows[l];
-      Simd::V bv[V];
-#pragma GCC unroll 3
-      for (int v = 0; v < V; ++v) bv[v] = Simd::load(bl + kLanes * v, mk[v]);
-      const float* al = a + l * acs;
-#pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) {
-        const Simd::V ar = Simd::broadcast(al[r * ars]);
-#pragma GCC unroll 3
-        for (int v = 0; v < V; ++v) acc[r][v] = Simd::fmadd(ar, bv[v], acc[r][v]);
-      }
-    }
+    fma_rows<R, V, BRows::masked>(acc, k0, std::min(kd, k0 + kc), a, ars, acs, b, 0, b_rows,
+                                  b_masks, vec0, tail);
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 3
@@ -246,16 +233,14 @@ inline ChainFn pick_chain(int r, int v) {
   }
 }
 
-// The whole product on micro_chain tiles where it applies (short blocks, one mask set per
-// block); false, doing nothing, elsewhere. Out of line so that sgemm itself stays small enough
+// The whole product on micro_chain tiles where it applies (more than one depth block, of at
+// most 16 rows); false, doing nothing, elsewhere. Out of line so that sgemm itself stays small enough
 // for the compiler to inline at its many small call sites.
 [[gnu::noinline]] inline bool chained(int64_t m, int64_t n, int64_t kd, const float* a,
                                       int64_t ars, int64_t acs, const float* b,
                                       const int64_t* b_rows, MaskRows b_masks, float* c,
                                       int64_t ldc, int64_t kc, bool accumulate) {
   if (kc >= kd || kc > 16) return false;
-  for (int64_t l = 0; l < kd; ++l)
-    if (b_masks[l] != b_masks[l - l % kc]) return false;  // one mask set per block
   constexpr int kRows = 4, kVecs = 3;
   for (int64_t j0 = 0; j0 < n; j0 += kLanes * kVecs) {
     const int64_t nj = std::min<int64_t>(kLanes * kVecs, n - j0);
@@ -296,11 +281,7 @@ inline void sgemm(int64_t m, int64_t n, int64_t kd, const float* a, int64_t ars,
     const float* bk = b_rows ? b : b + k0 * ldb;
     const int64_t* rows = b_rows ? b_rows + k0 : nullptr;
     const MaskRows masks = b_masks ? b_masks + k0 : nullptr;
-    const bool one_mask = masks && std::all_of(masks, masks + kc, [&](auto m) { return m == masks[0]; });
-    const BRows mode = one_mask ? BRows::block_masked
-                       : masks  ? BRows::masked
-                       : rows   ? BRows::table
-                                : BRows::strided;
+    const BRows mode = masks ? BRows::masked : rows ? BRows::table : BRows::strided;
     for (int64_t j0 = 0; j0 < n; j0 += kLanes * kNv) {
       const int64_t nj = std::min<int64_t>(kLanes * kNv, n - j0);
       const int nv = int((nj + kLanes - 1) / kLanes);
